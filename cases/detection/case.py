@@ -1,0 +1,162 @@
+"""The detection workload shared by all cases: checks, datasets, loaders, model, optimizer, loss and evaluation.
+
+A case subclass only says which detector head to put on the backbone and which IoU types it is scored on. The
+suite's trainer drives it; a case never times itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+from cases.detection.data import CocoDetection, GroupedBatchSampler, aspect_ratio_groups, check_root, collate
+from cases.detection.evaluator import CocoEvaluator
+from cases.detection.models import resnet50_fpn
+from cases.detection.weights import verify_weights_file
+from suite import names
+from suite.config import BenchConfig
+from suite.errors import ConfigError
+
+Batch = tuple[tuple[torch.Tensor, ...], tuple[dict[str, torch.Tensor], ...]]
+
+
+class DetectionCase:
+    """Base of the three COCO detection cases."""
+
+    name: ClassVar[str]
+    iou_types: ClassVar[tuple[str, ...]] = ("bbox",)
+    needs_masks: ClassVar[bool] = False
+    backbones: ClassVar[tuple[str, ...]] = ("resnet50",)
+
+    def __init__(self, config: BenchConfig) -> None:
+        self.config = config
+        self.train_set: CocoDetection | None = None
+        self.val_set: CocoDetection | None = None
+        self.weights_sha256: str | None = None
+        self.trainable_layers: int | None = None
+
+    # --- checks done before any run is created -------------------------------------------------------------
+    def check(self, data_root: Path) -> None:
+        """Validate backbone choice, weights file and dataset; index the annotations (raises BenchError)."""
+        model = self.config.model
+        if model.backbone not in self.backbones:
+            raise ConfigError(f"backbone {model.backbone!r} is not available for {self.name} "
+                              f"(available: {', '.join(self.backbones)})", key="model.backbone")
+        if model.backbone_weights is not None:
+            self.weights_sha256 = verify_weights_file(Path(model.backbone_weights))
+        check_root(data_root)
+        data = self.config.data
+        self.train_set = CocoDetection(data_root, "train", with_masks=self.needs_masks,
+                                       hflip_prob=data.hflip_prob, drop_empty=True)
+        self.val_set = CocoDetection(data_root, "val", with_masks=False, limit=data.val_limit)
+
+    @property
+    def backbone_init(self) -> str:
+        weights = self.config.model.backbone_weights
+        if weights is None:
+            return "random"
+        return f"file:{Path(weights).name} sha256:{self.weights_sha256}"
+
+    # --- model -----------------------------------------------------------------------------------------------
+    def build_detector(self, backbone: nn.Module, num_classes: int, min_size: int, max_size: int) -> nn.Module:
+        raise NotImplementedError
+
+    def backbone_layers(self) -> dict[str, Any]:
+        """Arguments for the ResNet-FPN body (returned stages, extra FPN blocks); the case's choice."""
+        return {}
+
+    def build_model(self) -> nn.Module:
+        settings = self.config.model
+        backbone, self.trainable_layers = resnet50_fpn(settings, **self.backbone_layers())
+        return self.build_detector(backbone, settings.num_classes, settings.min_size, settings.max_size)
+
+    # --- data ------------------------------------------------------------------------------------------------
+    def train_loader(self, pin_memory: bool) -> DataLoader:
+        assert self.train_set is not None, "check() builds the datasets"
+        data = self.config.data
+        generator = torch.Generator().manual_seed(self.config.hp.seed)
+        sampler = RandomSampler(self.train_set, generator=generator)
+        bs = self.config.hp.bs
+        if data.aspect_ratio_group_factor >= 0:
+            groups = aspect_ratio_groups(self.train_set.aspect_ratios(), data.aspect_ratio_group_factor)
+            batch_sampler: Iterable[list[int]] = GroupedBatchSampler(sampler, groups, bs)
+        else:
+            batch_sampler = BatchSampler(sampler, bs, drop_last=True)
+        return DataLoader(self.train_set, batch_sampler=batch_sampler, num_workers=data.workers,
+                          collate_fn=collate, pin_memory=pin_memory, persistent_workers=data.workers > 0)
+
+    def val_loader(self, pin_memory: bool) -> DataLoader:
+        assert self.val_set is not None, "check() builds the datasets"
+        data = self.config.data
+        return DataLoader(self.val_set, batch_size=data.eval_bs, sampler=SequentialSampler(self.val_set),
+                          num_workers=data.workers, collate_fn=collate, pin_memory=pin_memory)
+
+    @staticmethod
+    def to_device(batch: Batch, device: torch.device) -> Batch:
+        images, targets = batch
+        non_blocking = device.type != "cpu"
+        images = tuple(image.to(device, non_blocking=non_blocking) for image in images)
+        targets = tuple({k: v.to(device, non_blocking=non_blocking) for k, v in t.items()} for t in targets)
+        return images, targets
+
+    @staticmethod
+    def batch_images(batch: Batch) -> int:
+        return len(batch[0])
+
+    # --- training --------------------------------------------------------------------------------------------
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        hp = self.config.hp
+        params = [p for p in model.parameters() if p.requires_grad]
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
+    def schedulers(self, optimizer: torch.optim.Optimizer, iters_per_epoch: int
+                   ) -> tuple[torch.optim.lr_scheduler.LRScheduler | None, torch.optim.lr_scheduler.LRScheduler]:
+        """(epoch-0 linear warmup stepped per iteration, MultiStepLR stepped per epoch), torchvision's recipe."""
+        hp = self.config.hp
+        warmup_iters = min(hp.warmup_iters, iters_per_epoch - 1)
+        warmup = None
+        if warmup_iters > 0:
+            warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=hp.warmup_factor,
+                                                       total_iters=warmup_iters)
+        multistep = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=hp.lr_steps, gamma=hp.lr_gamma)
+        return warmup, multistep
+
+    @staticmethod
+    def loss(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, targets = batch
+        losses = model(list(images), list(targets))
+        return sum(losses.values()), losses
+
+    # --- evaluation ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, device: torch.device, pin_memory: bool,
+                 autocast: Callable[[], contextlib.AbstractContextManager[Any]]) -> dict[str, Any]:
+        """Run the val split through the model; return {metric name: AP} plus the full stats and summaries."""
+        assert self.val_set is not None, "check() builds the datasets"
+        evaluator = CocoEvaluator(self.val_set.coco, self.iou_types)
+        was_training = model.training
+        model.eval()
+        try:
+            for images, targets in self.val_loader(pin_memory):
+                images = [image.to(device) for image in images]
+                with autocast():
+                    outputs = model(images)
+                evaluator.add_outputs([int(t["image_id"]) for t in targets], outputs)
+        finally:
+            model.train(was_training)
+        stats = evaluator.evaluate()
+        metrics: dict[str, Any] = {names.IOU_TYPE_METRIC[t]: stats[t][0] for t in self.iou_types}
+        metrics["stats"] = stats
+        metrics["summaries"] = evaluator.summaries
+        return metrics
+
+    def targets_met(self, metrics: dict[str, Any]) -> bool:
+        targets = self.config.train.targets
+        return bool(targets) and all(metrics.get(names.IOU_TYPE_METRIC.get(t, t), -1.0) >= v
+                                     for t, v in targets.items())

@@ -1,0 +1,209 @@
+"""COCO2017-layout detection data: annotation checks, dataset, target conversion, flip, grouped batches.
+
+The dataset decodes JPEGs with torchvision.io and converts annotations to torchvision detection targets; masks are
+decoded only when the case needs them (Mask R-CNN), because polygon rasterisation is the costliest part of loading.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import io
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset, Sampler
+from torchvision.io import ImageReadMode, decode_image, read_file
+
+from suite.errors import DataError
+
+SPLITS = ("train", "val")
+REQUIRED_KEYS = ("images", "annotations", "categories")
+
+
+def split_paths(root: Path, split: str) -> tuple[Path, Path]:
+    return root / f"{split}2017", root / "annotations" / f"instances_{split}2017.json"
+
+
+def load_coco(annotation_file: Path) -> COCO:
+    """Parse and index a COCO annotation file, or raise DataError naming the file and what is wrong with it."""
+    try:
+        document = json.loads(annotation_file.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DataError(f"{annotation_file}: cannot read annotation file: {e.strerror}") from e
+    except json.JSONDecodeError as e:
+        raise DataError(f"{annotation_file}: not valid JSON ({e.msg} at line {e.lineno})") from e
+    check_annotations(document, annotation_file)
+    coco = COCO()
+    coco.dataset = document
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+        coco.createIndex()
+    return coco
+
+
+def check_annotations(document: Any, source: Path) -> None:
+    if not isinstance(document, dict):
+        raise DataError(f"{source}: expected a JSON object with {', '.join(REQUIRED_KEYS)}")
+    for key in REQUIRED_KEYS:
+        if not isinstance(document.get(key), list):
+            raise DataError(f"{source}: missing or non-list {key!r}")
+    if not document["images"]:
+        raise DataError(f"{source}: 'images' is empty")
+    image_ids = set()
+    for index, image in enumerate(document["images"]):
+        if not isinstance(image, dict) or not all(k in image for k in ("id", "file_name", "width", "height")):
+            raise DataError(f"{source}: images[{index}] needs id, file_name, width and height")
+        image_ids.add(image["id"])
+    category_ids = {c.get("id") for c in document["categories"] if isinstance(c, dict)}
+    for index, ann in enumerate(document["annotations"]):
+        where = f"{source}: annotations[{index}]"
+        if not isinstance(ann, dict) or not all(k in ann for k in ("id", "image_id", "category_id", "bbox")):
+            raise DataError(f"{where} needs id, image_id, category_id and bbox")
+        if ann["image_id"] not in image_ids:
+            raise DataError(f"{where}: image_id {ann['image_id']!r} is not in 'images'")
+        if ann["category_id"] not in category_ids:
+            raise DataError(f"{where}: unknown category_id {ann['category_id']!r}")
+        bbox = ann["bbox"]
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+            raise DataError(f"{where}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+        if bbox[2] < 0 or bbox[3] < 0:
+            raise DataError(f"{where}: bbox has negative size {bbox!r}")
+
+
+def check_root(root: Path) -> None:
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist or is not a directory")
+    for split in SPLITS:
+        image_dir, annotation_file = split_paths(root, split)
+        if not image_dir.is_dir():
+            raise DataError(f"data root {root}: missing image folder {image_dir.name}/ (COCO2017 layout expected)")
+        if not annotation_file.is_file():
+            raise DataError(f"data root {root}: missing annotations/{annotation_file.name}")
+
+
+def _has_valid_annotation(anns: Sequence[dict[str, Any]]) -> bool:
+    # torchvision's rule: keep an image if it has a non-crowd box larger than 1 pixel in both sides.
+    return any(a.get("iscrowd", 0) == 0 and a["bbox"][2] > 1 and a["bbox"][3] > 1 for a in anns)
+
+
+class CocoDetection(Dataset):
+    """One split of a COCO2017-layout dataset, yielding (image float CHW in [0,1], torchvision target dict)."""
+
+    def __init__(self, root: Path, split: str, *, with_masks: bool, hflip_prob: float = 0.0,
+                 drop_empty: bool = False, limit: int | None = None) -> None:
+        self.image_dir, annotation_file = split_paths(root, split)
+        self.coco = load_coco(annotation_file)
+        ids = sorted(self.coco.imgs)
+        if drop_empty:
+            ids = [i for i in ids if _has_valid_annotation(self.coco.imgToAnns[i])]
+        if limit is not None:
+            ids = ids[:limit]
+        if not ids:
+            raise DataError(f"{annotation_file}: no usable images in the {split} split")
+        self.ids = ids
+        self.with_masks = with_masks
+        self.hflip_prob = hflip_prob
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def aspect_ratios(self) -> list[float]:
+        """Width/height of each image from the annotations, without decoding any image."""
+        return [self.coco.imgs[i]["width"] / self.coco.imgs[i]["height"] for i in self.ids]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        image_id = self.ids[index]
+        info = self.coco.imgs[image_id]
+        path = self.image_dir / info["file_name"]
+        image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        target = self.convert_target(image_id, image.shape[-2], image.shape[-1])
+        image = image.float().div_(255)
+        if self.hflip_prob and torch.rand(()) < self.hflip_prob:
+            image, target = hflip(image, target)
+        return image, target
+
+    def convert_target(self, image_id: int, height: int, width: int) -> dict[str, torch.Tensor]:
+        anns = [a for a in self.coco.imgToAnns[image_id] if a.get("iscrowd", 0) == 0]
+        boxes = torch.as_tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        boxes[:, 0::2].clamp_(min=0, max=width)
+        boxes[:, 1::2].clamp_(min=0, max=height)
+        keep = (boxes[:, 3] > boxes[:, 1]) & (boxes[:, 2] > boxes[:, 0])
+        target = {
+            "boxes": boxes[keep],
+            "labels": torch.as_tensor([a["category_id"] for a in anns], dtype=torch.int64)[keep],
+            "image_id": torch.tensor(image_id),
+            "area": torch.as_tensor([a.get("area", 0.0) for a in anns], dtype=torch.float32)[keep],
+            "iscrowd": torch.zeros(int(keep.sum()), dtype=torch.int64),
+        }
+        if self.with_masks:
+            masks = np.stack([self.coco.annToMask(a) for a in anns]) if anns else np.zeros((0, height, width))
+            target["masks"] = torch.as_tensor(masks, dtype=torch.uint8).reshape(-1, height, width)[keep]
+        return target
+
+
+def hflip(image: torch.Tensor, target: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    width = image.shape[-1]
+    target = dict(target)
+    boxes = target["boxes"].clone()
+    boxes[:, [0, 2]] = width - target["boxes"][:, [2, 0]]
+    target["boxes"] = boxes
+    if "masks" in target:
+        target["masks"] = target["masks"].flip(-1)
+    return image.flip(-1), target
+
+
+def collate(batch: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(zip(*batch, strict=False))
+
+
+# Aspect-ratio grouping as in torchvision's detection references (group_by_aspect_ratio.py, BSD-3-Clause).
+def aspect_ratio_groups(aspect_ratios: Sequence[float], factor: int) -> list[int]:
+    if factor < 0:
+        return [0] * len(aspect_ratios)
+    bins = [1.0] if factor == 0 else sorted((2 ** np.linspace(-1, 1, 2 * factor + 1)).tolist())
+    return [bisect.bisect_right(bins, r) for r in aspect_ratios]
+
+
+class GroupedBatchSampler(Sampler[list[int]]):
+    """Batches whose images share an aspect-ratio group, so padding wastes little compute.
+
+    Yields exactly ceil(len(sampler) / batch_size) batches per pass; the tail is filled from the largest groups.
+    """
+
+    def __init__(self, sampler: Sampler[int], group_ids: Sequence[int], batch_size: int) -> None:
+        self.sampler = sampler
+        self.group_ids = list(group_ids)
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        buffers: dict[int, list[int]] = defaultdict(list)
+        samples_per_group: dict[int, list[int]] = defaultdict(list)
+        emitted = 0
+        for index in self.sampler:
+            group = self.group_ids[index]
+            buffers[group].append(index)
+            samples_per_group[group].append(index)
+            if len(buffers[group]) == self.batch_size:
+                yield buffers.pop(group)
+                emitted += 1
+        expected = len(self)
+        if emitted < expected:
+            for group, _ in sorted(buffers.items(), key=lambda kv: len(kv[1]), reverse=True):
+                remaining = self.batch_size - len(buffers[group])
+                pool = samples_per_group[group]
+                buffers[group].extend((pool * math.ceil(remaining / len(pool)))[:remaining])
+                yield buffers.pop(group)
+                emitted += 1
+                if emitted == expected:
+                    break
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.batch_size)  # type: ignore[arg-type]

@@ -1,0 +1,35 @@
+"""Faster R-CNN ResNet-50-FPN (torchvision `fasterrcnn_resnet50_fpn`), scored on bbox mAP.
+
+For CPU learning checks the case also offers torchvision's MobileNetV3-Large-FPN variant (`model.backbone:
+mobilenet_v3_large`, random init only): about 4x cheaper per step at small image sizes.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import nn
+from torchvision.models.detection import FasterRCNN, fasterrcnn_mobilenet_v3_large_fpn
+
+from cases.detection.case import DetectionCase
+from suite.errors import ConfigError
+
+
+class FasterRCNNCase(DetectionCase):
+    name: ClassVar[str] = "faster_rcnn"
+    backbones: ClassVar[tuple[str, ...]] = ("resnet50", "mobilenet_v3_large")
+
+    def build_detector(self, backbone: nn.Module, num_classes: int, min_size: int, max_size: int) -> nn.Module:
+        return FasterRCNN(backbone, num_classes=num_classes, min_size=min_size, max_size=max_size)
+
+    def build_model(self) -> nn.Module:
+        settings = self.config.model
+        if settings.backbone != "mobilenet_v3_large":
+            return super().build_model()
+        if settings.backbone_weights is not None:
+            raise ConfigError("the mobilenet_v3_large backbone is offered for random init only",
+                              key="model.backbone_weights")
+        self.trainable_layers = 6  # every stage of the untrained MobileNet trains, as torchvision does
+        return fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None,
+                                                 num_classes=settings.num_classes,
+                                                 min_size=settings.min_size, max_size=settings.max_size)

@@ -1,0 +1,19 @@
+"""Mask R-CNN ResNet-50-FPN (torchvision `maskrcnn_resnet50_fpn`), scored on bbox and segm mAP."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+
+from cases.detection.case import DetectionCase
+
+
+class MaskRCNNCase(DetectionCase):
+    name: ClassVar[str] = "mask_rcnn"
+    iou_types: ClassVar[tuple[str, ...]] = ("bbox", "segm")
+    needs_masks: ClassVar[bool] = True
+
+    def build_detector(self, backbone: nn.Module, num_classes: int, min_size: int, max_size: int) -> nn.Module:
+        return MaskRCNN(backbone, num_classes=num_classes, min_size=min_size, max_size=max_size)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's virtual environment in .venv and install the suite with its test tools.
+# torch/torchvision are pinned to releases this project's machines have on disk, so a fresh venv resolves offline-fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+if ! .venv/bin/python -m pip install --disable-pip-version-check -e '.[test]' > .venv/pip-install.log 2>&1; then
+  cat .venv/pip-install.log >&2
+  echo "setup: pip install failed (log above)" >&2
+  exit 1
+fi
+.venv/bin/python -c "import suite, torch, torchvision, mlflow, pycocotools" # fail here, not later, if the install broke

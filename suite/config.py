@@ -1,0 +1,345 @@
+"""Layered, typed benchmark configuration with the source of every key.
+
+Layers, lowest first: case defaults (`cases/<case>/defaults.yaml`) -> `vendor_configs/<vendor>/vendor.yaml` ->
+`vendor_configs/<vendor>/<case>/<NxM>.yaml` -> `--set key.path=value` flags. Dicts merge deeply, scalars and lists
+replace. The merged result is validated once by pydantic (unknown keys and bad types are errors naming the file or
+flag and the key) and frozen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from suite import registry
+from suite.errors import ConfigError, UnknownNameError, did_you_mean
+
+Precision = Literal["fp32", "tf32", "amp_bf16", "amp_fp16"]
+Mode = Literal["convergence", "throughput", "smoke"]
+TOPOLOGY_PATTERN = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)$")
+BUILTIN_SOURCE = "built-in default"
+SET_FLAG = "--set"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HyperParams(_Strict):
+    """Training hyperparameters; `fix_hp` is every key here that differs from the case defaults."""
+
+    bs: int = Field(gt=0, description="batch size per device")
+    lr: float = Field(gt=0)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    lr_steps: list[int] = Field(default_factory=lambda: [16, 22], description="MultiStepLR milestones (epochs)")
+    lr_gamma: float = Field(0.1, gt=0)
+    warmup_factor: float = Field(1e-3, gt=0, le=1)
+    warmup_iters: int = Field(1000, ge=0, description="epoch-0 linear warmup, capped at iterations-per-epoch - 1")
+    epochs: int = Field(26, gt=0, description="maximum epochs (convergence) / epochs to run (smoke)")
+    seed: int = 0
+
+
+class ModelSettings(_Strict):
+    backbone: Literal["resnet50", "mobilenet_v3_large"] = "resnet50"
+    backbone_weights: str | None = Field(None, description="local file; null = random init (recorded as such)")
+    trainable_backbone_layers: int = Field(3, ge=0, le=5)
+    num_classes: int = Field(91, gt=1)
+    min_size: int = Field(800, gt=0)
+    max_size: int = Field(1333, gt=0)
+
+
+class SyntheticData(_Strict):
+    train: int = Field(32, gt=0)
+    val: int = Field(8, gt=0)
+    width: int = Field(128, ge=32)
+    height: int = Field(128, ge=32)
+    seed: int = 0
+
+
+class DataSettings(_Strict):
+    root: str | None = None
+    synthetic: SyntheticData = SyntheticData()
+    workers: int = Field(2, ge=0)
+    eval_bs: int = Field(2, gt=0)
+    aspect_ratio_group_factor: int = Field(3, ge=-1, description="-1 disables aspect-ratio grouping")
+    hflip_prob: float = Field(0.5, ge=0, le=1)
+    val_limit: int | None = Field(None, gt=0, description="evaluate on the first N val images only")
+
+
+class TrainSettings(_Strict):
+    mode: Mode = "convergence"
+    precision: Precision = "tf32"
+    max_steps: int | None = Field(None, gt=0, description="cap on optimizer steps (convergence/smoke)")
+    warmup_steps: int = Field(5, ge=0, description="throughput mode: untimed steps before the budget")
+    steps: int = Field(20, gt=0, description="throughput mode: timed steps")
+    targets: dict[str, float] = Field(default_factory=dict, description="iou type -> mAP target")
+    stop_at_target: bool = True
+
+
+class AcceleratorSettings(_Strict):
+    adapter: str
+    name: str
+    dist_backend: str
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _stringify_env(cls, value: Any) -> Any:
+        # YAML reads `XACC_ENABLE: 1` as an int; env values are strings.
+        if isinstance(value, Mapping):
+            return {k: v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+        return value
+
+
+class TrackingSettings(_Strict):
+    experiment: str = "accelbench"
+    log_every: int = Field(10, gt=0, description="steps between per-step metric records")
+
+
+class BenchConfig(_Strict):
+    case: str
+    vendor: str
+    topology: str
+    hp: HyperParams
+    model: ModelSettings = ModelSettings()
+    data: DataSettings = DataSettings()
+    train: TrainSettings = TrainSettings()
+    accelerator: AcceleratorSettings
+    tracking: TrackingSettings = TrackingSettings()
+
+    @property
+    def nnodes(self) -> int:
+        return parse_topology(self.topology)[0]
+
+    @property
+    def nproc_per_node(self) -> int:
+        return parse_topology(self.topology)[1]
+
+    @property
+    def world_size(self) -> int:
+        return self.nnodes * self.nproc_per_node
+
+
+@dataclass(frozen=True)
+class Layer:
+    source: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A validated config plus where each leaf key came from and which hyperparameters differ from the case's."""
+
+    config: BenchConfig
+    provenance: dict[str, str]
+    fix_hp: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fix_hp_label(self) -> str:
+        """The published tables' notation: `bs=16,lr=0.16`, or `/` for the case defaults."""
+        return ",".join(f"{k}={_scalar_str(v)}" for k, v in self.fix_hp.items()) or "/"
+
+    def flat(self) -> dict[str, Any]:
+        return flatten(self.config.model_dump())
+
+    def config_hash(self) -> str:
+        canonical = json.dumps(self.config.model_dump(), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.config.model_dump(), sort_keys=False)
+
+
+def parse_topology(text: str) -> tuple[int, int]:
+    match = TOPOLOGY_PATTERN.match(text)
+    if not match:
+        raise ConfigError(f"topology must look like NxM (nodes x devices per node), e.g. 1x8; got {text!r}",
+                          key="topology")
+    return int(match.group(1)), int(match.group(2))
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to dotted keys; lists and scalars are leaves."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml_layer(path: Path, source: str) -> Layer:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror}", source=source) from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"not valid YAML: {str(e).splitlines()[0]}", source=source) from e
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"must be a mapping of keys, got {type(data).__name__}", source=source)
+    _check_keys(data, BenchConfig, "", source)
+    return Layer(source, data)
+
+
+def parse_set_flags(assignments: Sequence[str]) -> Layer:
+    """Turn `--set a.b=value` flags into one layer (values parsed as YAML, so `0.1` is a float, `null` is None)."""
+    data: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"expected key.path=value, got {assignment!r}", source=SET_FLAG)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"value {raw!r} is not valid YAML", source=SET_FLAG, key=key) from e
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError("conflicts with another --set flag", source=SET_FLAG, key=key)
+        node[parts[-1]] = value
+    _check_keys(data, BenchConfig, "", SET_FLAG)
+    return Layer(SET_FLAG, data)
+
+
+def _model_class(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (`X`, `X | None`), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _model_class(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _check_keys(data: Mapping[str, Any], model: type[BaseModel], prefix: str, source: str) -> None:
+    """Reject keys the schema does not know, per layer, so the error can name the file that has the typo."""
+    fields = model.model_fields
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(f"unknown key{did_you_mean(str(key), fields)}; valid keys here: "
+                              f"{', '.join(fields)}", source=source, key=dotted)
+        sub = _model_class(fields[key].annotation)
+        if sub is not None and isinstance(value, Mapping):
+            _check_keys(value, sub, dotted + ".", source)
+
+
+def _leaf_sources(layer: Layer) -> dict[str, str]:
+    return {key: layer.source for key in flatten(layer.data)}
+
+
+def _source_of(key: str, provenance: Mapping[str, str]) -> str:
+    while key:
+        if key in provenance:
+            return provenance[key]
+        key = key.rpartition(".")[0]
+    return BUILTIN_SOURCE
+
+
+def _format_validation_error(error: ValidationError, provenance: Mapping[str, str]) -> ConfigError:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    shown = first.get("input")
+    got = f" (got {shown!r})" if not isinstance(shown, dict) else ""
+    return ConfigError(f"{first['msg']}{got}", source=_source_of(key, provenance), key=key)
+
+
+def _scalar_str(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _relative_source(path: Path, root: Path, label: str) -> str:
+    try:
+        return f"{label}/{path.relative_to(root).as_posix()}"
+    except ValueError:
+        return str(path)
+
+
+def resolve(case: str, vendor: str, topology: str, overrides: Sequence[str] = ()) -> ResolvedConfig:
+    """Resolve the config of one vendor-case-topology run, validating every layer."""
+    parse_topology(topology)
+    defaults_path = registry.case_defaults_file(case)
+    vendor_path = registry.vendor_dir(vendor)
+    topology_path = vendor_path / case / f"{topology}.yaml"
+    if not topology_path.is_file():
+        available = registry.topologies(vendor, case)
+        raise UnknownNameError("topology", topology, available, where=f"vendor {vendor}, case {case}")
+
+    cases_root = defaults_path.parent.parent
+    vendors_root = vendor_path.parent
+    layers = [
+        Layer("--case/--vendor/--topology", {"case": case, "vendor": vendor, "topology": topology}),
+        read_yaml_layer(defaults_path, _relative_source(defaults_path, cases_root, "cases")),
+        read_yaml_layer(vendor_path / registry.VENDOR_FILE,
+                        _relative_source(vendor_path / registry.VENDOR_FILE, vendors_root, "vendor_configs")),
+        read_yaml_layer(topology_path, _relative_source(topology_path, vendors_root, "vendor_configs")),
+        parse_set_flags(overrides),
+    ]
+    for layer in layers[1:-1]:
+        for identity in ("case", "vendor", "topology"):
+            if identity in layer.data:
+                raise ConfigError("is chosen on the command line, not in config files", source=layer.source,
+                                  key=identity)
+    return resolve_layers(layers, defaults=layers[1])
+
+
+def resolve_layers(layers: Sequence[Layer], *, defaults: Layer) -> ResolvedConfig:
+    merged: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    for layer in layers:
+        merged = deep_merge(merged, layer.data)
+        provenance.update(_leaf_sources(layer))
+    try:
+        config = BenchConfig.model_validate(merged)
+    except ValidationError as e:
+        raise _format_validation_error(e, provenance) from e
+
+    full = flatten(config.model_dump())
+    provenance = {key: _source_of(key, provenance) for key in full}
+    default_hp = HyperParams.model_validate(defaults.data.get("hp", {})) if "hp" in defaults.data else None
+    fix_hp: dict[str, Any] = {}
+    if default_hp is not None:
+        for name, value in config.hp.model_dump().items():
+            if value != getattr(default_hp, name):
+                fix_hp[name] = value
+    return ResolvedConfig(config=config, provenance=provenance, fix_hp=fix_hp)
+
+
+def render_with_sources(resolved: ResolvedConfig) -> str:
+    """The resolved config as `key: value  # source` lines, for `accelbench show-config`."""
+    flat = resolved.flat()
+    width = max(len(f"{k}: {_scalar_str(v)}") for k, v in flat.items())
+    lines = [f"{f'{k}: {_scalar_str(v)}':<{width}}  # {resolved.provenance[k]}" for k, v in flat.items()]
+    lines.append(f"{'fix_hp: ' + resolved.fix_hp_label:<{width}}  # derived: hp keys that differ from the case")
+    lines.append(f"{'config_hash: ' + resolved.config_hash():<{width}}  # derived")
+    return "\n".join(lines)

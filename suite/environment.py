@@ -1,0 +1,104 @@
+"""What ran where: host, software versions, accelerator inventory and code version, as `env.*` tags.
+
+Only facts this machine can state are recorded; a field that cannot be known is left out, never filled with a
+placeholder. Environment variables are captured from an allow-list, so no secret can leak into a run.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import socket
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from suite.vendors.base import GIB, VendorAdapter
+
+PACKAGES = ("torch", "torchvision", "pycocotools", "mlflow", "numpy", "pydantic")
+# Variables that change math or communication; values of anything else are never read.
+ENV_ALLOW_PREFIXES = ("NCCL_", "BKCL_", "XACC_", "XDNN_", "XMLIR_", "METAX_", "MACA_")
+ENV_ALLOW_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "XPU_VISIBLE_DEVICES",
+                   "NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "CUBLAS_WORKSPACE_CONFIG")
+SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL", "AUTH")
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _os_release() -> str | None:
+    try:
+        for line in Path("/etc/os-release").read_text(encoding="utf-8").splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return None
+
+
+def host_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _package_versions(packages: Iterable[str]) -> dict[str, str]:
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def captured_env_vars(environ: Mapping[str, str], extra_names: Iterable[str] = ()) -> dict[str, str]:
+    """Allow-listed variables only, and never one whose name looks like a secret."""
+    allowed = set(ENV_ALLOW_NAMES) | set(extra_names)
+    captured = {}
+    for name, value in environ.items():
+        if any(marker in name.upper() for marker in SECRET_MARKERS):
+            continue
+        if name in allowed or name.startswith(ENV_ALLOW_PREFIXES):
+            captured[name] = value
+    return dict(sorted(captured.items()))
+
+
+def collect(adapter: VendorAdapter, vendor_env_names: Iterable[str] = ()) -> dict[str, str]:
+    """The environment record of this host as flat string fields (logged as `env.<field>` tags)."""
+    record: dict[str, str | None] = {
+        "hostname": socket.gethostname(),
+        "os": platform.system(),
+        "os_version": _os_release(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": str(os.cpu_count()) if os.cpu_count() else None,
+    }
+    memory = host_memory_bytes()
+    if memory:
+        record["host_memory_gib"] = f"{memory / GIB:.1f}"
+    record.update(_package_versions(PACKAGES))
+    record.update(adapter.inventory())
+    for name, value in captured_env_vars(os.environ, vendor_env_names).items():
+        record[f"var.{name}"] = value
+    return {k: v for k, v in record.items() if v}
+
+
+def git_state(start: Path) -> dict[str, str]:
+    """Commit and dirty flag of the suite's checkout, if it is one (an installed wheel has none)."""
+    try:
+        import git
+
+        repo = git.Repo(start, search_parent_directories=True)
+        return {"commit": repo.head.commit.hexsha, "dirty": str(repo.is_dirty()).lower()}
+    except Exception:  # noqa: BLE001 - not a repository, no commits yet, or git missing: record nothing
+        return {}

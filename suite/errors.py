@@ -1,0 +1,68 @@
+"""The suite's exception tree; the CLI turns each into one line and its exit code.
+
+    BenchError                 exit 2: bad input, found before any run is created
+    ├── ConfigError            a config file, --set flag or key is wrong (names file/flag and key)
+    ├── UnknownNameError       unknown case / vendor / topology / adapter (lists the valid names)
+    ├── DataError              data root or COCO annotation file missing or malformed
+    ├── WeightsError           weight file missing or its hash does not match its name
+    └── VendorUnavailableError the vendor's device or software stack is not present on this machine
+    RunError                   exit 1: a failure while a run was in progress (the run is marked FAILED)
+    └── NonFiniteLossError     the loss became NaN/inf at a given step
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class BenchError(Exception):
+    """Bad input detected before a run started."""
+
+    exit_code = 2
+
+
+class ConfigError(BenchError):
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None) -> None:
+        self.source = source
+        self.key = key
+        where = ": ".join(part for part in (source, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class UnknownNameError(BenchError):
+    def __init__(self, kind: str, name: str, valid: Iterable[str], *, where: str | None = None) -> None:
+        valid = sorted(valid)
+        self.kind, self.name, self.valid = kind, name, valid
+        message = f"unknown {kind} {name!r}{did_you_mean(name, valid)}; valid: {', '.join(valid) or '(none)'}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class DataError(BenchError):
+    pass
+
+
+class WeightsError(BenchError):
+    pass
+
+
+class VendorUnavailableError(BenchError):
+    pass
+
+
+class RunError(Exception):
+    """A failure during a run; the run is recorded as FAILED with this message as `bench.failure`."""
+
+    exit_code = 1
+
+
+class NonFiniteLossError(RunError):
+    def __init__(self, step: int, value: float) -> None:
+        self.step, self.value = step, value
+        super().__init__(f"loss became {value} at step {step}")
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """Return a ` (did you mean 'x'?)` suffix for the closest valid name, or an empty string."""
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

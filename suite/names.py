@@ -1,0 +1,89 @@
+"""Every metric, param, tag and event name the suite writes; other modules import these, never retype them."""
+
+from __future__ import annotations
+
+# Metrics (the published tables' column names).
+E2E_TIME = "e2e_time"
+P_WHOLE = "p_whole"
+P_TRAIN = "p_train"
+P_CORE = "p_core"
+MAP = "map"
+MAP_SEGM = "map_segm"
+MAP_BEST = "map_best"
+MAP_SEGM_BEST = "map_segm_best"
+MEM = "mem"
+MEM_RESERVED = "mem_reserved"
+MEM_TOTAL = "mem_total"
+IMAGES = "images"
+STEPS = "steps"
+EPOCHS_RUN = "epochs_run"
+INIT_TIME = "init_time"
+TRAIN_TIME = "train_time"
+TRAIN_LOOP_TIME = "train_loop_time"
+CORE_TIME = "core_time"
+EVAL_TIME = "eval_time"
+# Per-step metrics.
+LOSS = "loss"
+LR = "lr"
+STEP_THROUGHPUT = "step_throughput"
+
+SUMMARY_METRICS = (E2E_TIME, P_WHOLE, P_TRAIN, P_CORE, MAP, MAP_SEGM, MEM, MEM_TOTAL)
+IOU_TYPE_METRIC = {"bbox": MAP, "segm": MAP_SEGM}
+IOU_TYPE_BEST_METRIC = {"bbox": MAP_BEST, "segm": MAP_SEGM_BEST}
+
+# Params (besides the flattened config).
+PARAM_BS = "bs"
+PARAM_LR = "lr"
+PARAM_GLOBAL_BS = "global_bs"
+PARAM_PRECISION = "precision"
+PARAM_MODE = "mode"
+PARAM_EPOCHS = "epochs"
+PARAM_MAX_STEPS = "max_steps"
+PARAM_WEIGHTS_SHA256 = "model.backbone_weights_sha256"
+
+# Tags.
+TAG_CASE = "bench.case"
+TAG_VENDOR = "bench.vendor"
+TAG_ACCELERATOR = "bench.accelerator"
+TAG_TOPOLOGY = "bench.topology"
+TAG_NNODES = "bench.nnodes"
+TAG_NPROC_PER_NODE = "bench.nproc_per_node"
+TAG_WORLD_SIZE = "bench.world_size"
+TAG_PRECISION = "bench.precision"
+TAG_FIX_HP = "bench.fix_hp"
+TAG_MODE = "bench.mode"
+TAG_SOURCE = "bench.source"
+TAG_ROUND = "bench.round"
+TAG_CONFIG_HASH = "bench.config_hash"
+TAG_STATUS = "bench.status"
+TAG_FAILURE = "bench.failure"
+TAG_WEIGHTS = "bench.backbone_init"
+TAG_CONVERGED = "bench.converged"
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+TAG_GIT_DIRTY = "bench.git_dirty"
+ENV_TAG_PREFIX = "env."
+MATH_TAG_PREFIX = "math."
+SOURCE_MEASURED = "measured"
+
+# Artifacts.
+ARTIFACT_CONFIG = "config/resolved.yaml"
+ARTIFACT_PROVENANCE = "config/provenance.yaml"
+ARTIFACT_ENVIRONMENT = "environment.json"
+ARTIFACT_EVENTS = "events.jsonl"
+ARTIFACT_LOG = "rank0.log"
+
+# Event log keys (MLPerf mllog vocabulary).
+EV_INTERVAL_START = "INTERVAL_START"
+EV_INTERVAL_END = "INTERVAL_END"
+EV_POINT = "POINT_IN_TIME"
+KEY_RUN = "run"
+KEY_INIT = "init"
+KEY_EPOCH = "epoch"
+KEY_TRAIN = "train"
+KEY_EVAL = "eval"
+KEY_EVAL_ACCURACY = "eval_accuracy"
+KEY_MEASURE_START = "measure_start"
+KEY_SUBMISSION = "submission_benchmark"
+KEY_GLOBAL_BS = "global_batch_size"
+KEY_TRAIN_SAMPLES = "train_samples"
+KEY_RUN_STOP_STATUS = "status"

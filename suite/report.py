@@ -1,0 +1,53 @@
+"""Plain-text results tables in the published pages' columns, for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from suite import names
+
+COLUMNS = ("case", "vendor", "topology", "precision", "fix_hp", "status", names.E2E_TIME, names.P_WHOLE,
+           names.P_TRAIN, names.P_CORE, "mAP", names.MEM, "run_id")
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def outcome_row(outcome: Any) -> dict[str, str]:
+    """One table row from a RunOutcome (suite.runner)."""
+    config = outcome.resolved.config
+    metrics = outcome.metrics
+    # The published pages write Mask R-CNN's result as "bbox && segm".
+    map_text = " && ".join(f"{outcome.final_map[k]:.4f}" for k in (names.MAP, names.MAP_SEGM)
+                           if k in outcome.final_map)
+    mem = metrics.get(names.MEM)
+    total = metrics.get(names.MEM_TOTAL)
+    return {
+        "case": config.case,
+        "vendor": config.vendor,
+        "topology": config.topology,
+        "precision": config.train.precision,
+        "fix_hp": outcome.resolved.fix_hp_label,
+        "status": outcome.status,
+        names.E2E_TIME: _fmt(metrics.get(names.E2E_TIME), 1),
+        names.P_WHOLE: _fmt(metrics.get(names.P_WHOLE)),
+        names.P_TRAIN: _fmt(metrics.get(names.P_TRAIN)),
+        names.P_CORE: _fmt(metrics.get(names.P_CORE)),
+        "mAP": map_text,
+        names.MEM: f"{mem:.1f}/{total:.1f}" if mem is not None and total is not None else _fmt(mem, 1),
+        "run_id": outcome.run_id,
+    }
+
+
+def render_table(rows: Sequence[dict[str, str]], columns: Sequence[str] = COLUMNS) -> str:
+    widths = {c: max([len(c)] + [len(r.get(c, "")) for r in rows]) for c in columns}
+    line = "  ".join(f"{c:<{widths[c]}}" for c in columns)
+    rule = "  ".join("-" * widths[c] for c in columns)
+    body = ["  ".join(f"{r.get(c, ''):<{widths[c]}}" for c in columns) for r in rows]
+    return "\n".join([line, rule, *body])

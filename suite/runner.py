@@ -1,0 +1,305 @@
+"""One benchmark run, single process: check everything, then train and record it as one MLflow run.
+
+`prepare()` does every check that can fail on bad input (adapter, precision, data, annotations, weights) before a
+run exists, so a typo never leaves a half-written run. `execute()` owns the run's lifecycle: whatever happens, the
+run ends FINISHED, FAILED (with `bench.failure`) or KILLED, with the metrics measured so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from suite import environment, names, registry
+from suite.config import ResolvedConfig
+from suite.errors import ConfigError, DataError
+from suite.events import EventLog
+from suite.timing import PhaseClock
+from suite.tracking import MlflowTracker, Tracker
+from suite.trainer import EvalRecord, Hook, StepRecord, Trainer
+from suite.vendors.base import VendorAdapter
+
+logger = logging.getLogger(__name__)
+SUITE_ROOT = Path(__file__).resolve().parent
+LOG_FORMAT = "%(asctime)s rank0 %(levelname)s %(name)s: %(message)s"
+
+TrackerFactory = Callable[..., Tracker]
+
+
+@dataclass
+class Prepared:
+    resolved: ResolvedConfig
+    adapter: VendorAdapter
+    case: Any
+    data_root: Path
+    synthetic: bool
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str
+    resolved: ResolvedConfig
+    metrics: dict[str, float] = field(default_factory=dict)
+    final_map: dict[str, float] = field(default_factory=dict)
+    failure: str | None = None
+
+
+def prepare(resolved: ResolvedConfig, *, data_root: Path | None = None, synthetic: bool = False) -> Prepared:
+    """Every input check, before any run is created. Raises BenchError (exit 2) on bad input."""
+    config = resolved.config
+    if config.world_size != 1:
+        raise ConfigError(f"topology {config.topology} needs {config.world_size} processes; this version runs "
+                          f"single-process topologies (1x1) only", key="topology")
+    adapter = registry.adapter_class(config.accelerator.adapter, where="accelerator.adapter")()
+    adapter.check_precision(config.train.precision)
+    adapter.check_available()
+
+    if synthetic:
+        from cases.detection.synthetic import SyntheticSpec, ensure_dataset
+
+        spec = SyntheticSpec(**config.data.synthetic.model_dump())
+        root = ensure_dataset(spec)
+    else:
+        chosen = data_root or (Path(config.data.root) if config.data.root else None)
+        if chosen is None:
+            raise DataError("no data: pass --data-root DIR (COCO2017 layout), set data.root, or use --synthetic")
+        root = chosen.expanduser()
+    case = registry.case_class(config.case)(config)
+    case.check(root)
+    return Prepared(resolved, adapter, case, root, synthetic)
+
+
+@contextlib.contextmanager
+def vendor_env(variables: Mapping[str, str]) -> Iterator[None]:
+    """Apply the vendor's env vars for the run's duration only, restoring the previous values afterwards."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class TrackingHook(Hook):
+    """Per-step loss/lr/throughput every `log_every` steps and the per-epoch mAP curve (step = epoch)."""
+
+    def __init__(self, tracker: Tracker, log_every: int) -> None:
+        self.tracker = tracker
+        self.log_every = log_every
+
+    def after_step(self, trainer: Trainer, record: StepRecord) -> None:
+        if record.step % self.log_every == 0 or record.step == 1:
+            metrics = {names.LOSS: record.loss, names.LR: record.lr}
+            if record.core_s > 0:
+                metrics[names.STEP_THROUGHPUT] = record.images / record.core_s
+            self.tracker.log_metrics(metrics, step=record.step)
+
+    def after_eval(self, trainer: Trainer, record: EvalRecord) -> None:
+        values = {k: v for k, v in record.metrics.items() if k in names.IOU_TYPE_METRIC.values()}
+        self.tracker.log_metrics(values, step=record.epoch)
+
+
+class ProgressHook(Hook):
+    def __init__(self, log_every: int) -> None:
+        self.log_every = log_every
+
+    def after_step(self, trainer: Trainer, record: StepRecord) -> None:
+        if record.step % self.log_every == 0 or record.step == 1:
+            logger.info("epoch %d step %d loss %.4f lr %.5f %.1f img/s (core)%s", record.epoch, record.step,
+                        record.loss, record.lr, record.images / record.core_s if record.core_s else 0.0,
+                        "" if record.measured else " [warm-up]")
+
+
+def run_params(resolved: ResolvedConfig) -> dict[str, Any]:
+    config = resolved.config
+    throughput = config.train.mode == "throughput"
+    params: dict[str, Any] = {
+        names.PARAM_BS: config.hp.bs,
+        names.PARAM_LR: config.hp.lr,
+        names.PARAM_GLOBAL_BS: config.hp.bs * config.world_size,
+        names.PARAM_PRECISION: config.train.precision,
+        names.PARAM_MODE: config.train.mode,
+        names.PARAM_EPOCHS: None if throughput else config.hp.epochs,
+        names.PARAM_MAX_STEPS: config.train.warmup_steps + config.train.steps if throughput
+        else config.train.max_steps,
+    }
+    params.update({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in resolved.flat().items()})
+    return params
+
+
+def run_tags(prepared: Prepared) -> dict[str, str]:
+    config = prepared.resolved.config
+    tags = {
+        names.TAG_CASE: config.case,
+        names.TAG_VENDOR: config.vendor,
+        names.TAG_ACCELERATOR: config.accelerator.name,
+        names.TAG_TOPOLOGY: config.topology,
+        names.TAG_NNODES: str(config.nnodes),
+        names.TAG_NPROC_PER_NODE: str(config.nproc_per_node),
+        names.TAG_WORLD_SIZE: str(config.world_size),
+        names.TAG_PRECISION: config.train.precision,
+        names.TAG_FIX_HP: prepared.resolved.fix_hp_label,
+        names.TAG_MODE: config.train.mode,
+        names.TAG_SOURCE: names.SOURCE_MEASURED,
+        names.TAG_ROUND: "0",
+        names.TAG_CONFIG_HASH: prepared.resolved.config_hash(),
+        names.TAG_STATUS: "RUNNING",
+        names.TAG_WEIGHTS: prepared.case.backbone_init,
+        "bench.data": "synthetic" if prepared.synthetic else "path",
+        "bench.data_root": str(prepared.data_root),
+    }
+    git = environment.git_state(SUITE_ROOT)
+    if git:
+        tags[names.TAG_GIT_COMMIT] = git["commit"]
+        tags[names.TAG_GIT_DIRTY] = git["dirty"]
+    return tags
+
+
+def describe(prepared: Prepared) -> str:
+    config = prepared.resolved.config
+    return (f"**{config.case}** on **{config.accelerator.name}** ({config.vendor}), topology {config.topology}, "
+            f"precision {config.train.precision}, mode {config.train.mode}, fix_hp "
+            f"`{prepared.resolved.fix_hp_label}`, backbone {prepared.case.backbone_init}.")
+
+
+def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: VendorAdapter,
+                   device: Any, started_at: float, train_started_at: float | None) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    if clock is not None:
+        metrics.update(clock.metrics())
+    if trainer is not None:
+        metrics[names.STEPS] = float(trainer.state.step)
+        metrics[names.EPOCHS_RUN] = float(trainer.state.epoch)
+        for iou_type, metric in names.IOU_TYPE_METRIC.items():
+            values = [r.metrics[metric] for r in trainer.state.evals if metric in r.metrics]
+            if values:
+                metrics[names.IOU_TYPE_BEST_METRIC[iou_type]] = max(values)
+    if device is not None:
+        metrics.update(adapter.memory_gib(device))
+    if train_started_at is not None:
+        metrics[names.INIT_TIME] = train_started_at - started_at
+    metrics[names.E2E_TIME] = time.time() - started_at
+    return metrics
+
+
+def execute(prepared: Prepared, *, started_at: float, tracker_factory: TrackerFactory = MlflowTracker.start
+            ) -> RunOutcome:
+    """Train and record one run. Re-raises a failure after the run has been ended as FAILED or KILLED."""
+    config = prepared.resolved.config
+    workdir = Path(tempfile.mkdtemp(prefix="accelbench-run-"))
+    log_handler = logging.FileHandler(workdir / names.ARTIFACT_LOG, encoding="utf-8")
+    log_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(log_handler)
+    events = EventLog(workdir / names.ARTIFACT_EVENTS)
+    events.start(names.KEY_RUN, case=config.case, vendor=config.vendor, topology=config.topology)
+    events.start(names.KEY_INIT)
+
+    with vendor_env(config.accelerator.env):
+        tracker = tracker_factory(experiment=config.tracking.experiment,
+                                  run_name=f"{config.case}/{config.vendor}/{config.topology}",
+                                  description=describe(prepared), tags=run_tags(prepared))
+        outcome = RunOutcome(run_id=tracker.run_id, status="RUNNING", resolved=prepared.resolved)
+        trainer: Trainer | None = None
+        clock: PhaseClock | None = None
+        device = None
+        train_started_at: float | None = None
+        try:
+            tracker.log_params(run_params(prepared.resolved))
+            env_record = environment.collect(prepared.adapter, config.accelerator.env)
+            tracker.set_tags({names.ENV_TAG_PREFIX + k: v for k, v in env_record.items()})
+            _write_config_artifacts(workdir, prepared.resolved, env_record)
+
+            device = prepared.adapter.device(0)
+            prepared.adapter.manual_seed(config.hp.seed)
+            flags = prepared.adapter.set_math_flags(config.train.precision)
+            tracker.set_tags({names.MATH_TAG_PREFIX + k: v for k, v in flags.items()})
+            case = prepared.case
+            model = case.build_model().to(device)
+            tracker.log_params({"model.trainable_backbone_layers_effective": case.trainable_layers})
+            optimizer = case.optimizer(model)
+            loader = case.train_loader(prepared.adapter.pin_memory)
+            warmup, lr_schedule = case.schedulers(optimizer, len(loader))
+            clock = PhaseClock(lambda: prepared.adapter.synchronize(device))
+            log_every = config.tracking.log_every
+            trainer = Trainer(config=config, workload=case, model=model, optimizer=optimizer, warmup=warmup,
+                              lr_schedule=lr_schedule, loader=loader, adapter=prepared.adapter, device=device,
+                              events=events, clock=clock,
+                              hooks=[ProgressHook(log_every), TrackingHook(tracker, log_every)])
+            prepared.adapter.reset_peak_memory(device)
+            events.end(names.KEY_INIT)
+            train_started_at = time.time()
+            state = trainer.train()
+
+            outcome.metrics = _final_metrics(trainer, clock, prepared.adapter, device, started_at, train_started_at)
+            tracker.log_metrics(outcome.metrics, step=state.epoch)
+            if state.evals:
+                _write_eval_artifact(workdir, state.evals)
+                outcome.final_map = {k: v for k, v in state.evals[-1].metrics.items()
+                                     if k in names.IOU_TYPE_METRIC.values()}
+            if config.train.mode == "convergence":
+                tracker.set_tags({names.TAG_CONVERGED: str(state.converged).lower()})
+            outcome.status = "FINISHED"
+        except BaseException as error:
+            outcome.status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+            outcome.failure = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            logger.error("run %s %s: %s", tracker.run_id, outcome.status, outcome.failure)
+            with contextlib.suppress(Exception):
+                outcome.metrics = _final_metrics(trainer, clock, prepared.adapter, device, started_at,
+                                                 train_started_at)
+                tracker.log_metrics(outcome.metrics, step=trainer.state.epoch if trainer else 0)
+            tracker.set_tags({names.TAG_FAILURE: outcome.failure})
+            raise
+        finally:
+            events.end(names.KEY_RUN, status=outcome.status)
+            events.close()
+            logging.getLogger().removeHandler(log_handler)
+            log_handler.close()
+            tracker.set_tags({names.TAG_STATUS: outcome.status})
+            try:
+                for path in sorted(workdir.rglob("*")):
+                    if path.is_file():
+                        parent = path.parent.relative_to(workdir).as_posix()
+                        tracker.log_artifact(path, None if parent == "." else parent)
+            finally:
+                tracker.finish(outcome.status)
+                shutil.rmtree(workdir, ignore_errors=True)
+    return outcome
+
+
+def _write_config_artifacts(workdir: Path, resolved: ResolvedConfig, env_record: dict[str, str]) -> None:
+    config_dir = workdir / "config"
+    config_dir.mkdir()
+    (config_dir / "resolved.yaml").write_text(resolved.to_yaml(), encoding="utf-8")
+    provenance = {"provenance": resolved.provenance, "fix_hp": resolved.fix_hp,
+                  "config_hash": resolved.config_hash()}
+    (config_dir / "provenance.yaml").write_text(yaml.safe_dump(provenance, sort_keys=False), encoding="utf-8")
+    (workdir / names.ARTIFACT_ENVIRONMENT).write_text(json.dumps(env_record, indent=2), encoding="utf-8")
+
+
+def _write_eval_artifact(workdir: Path, evals: list[EvalRecord]) -> None:
+    history = [{"epoch": r.epoch, "step": r.step, "stats": r.metrics.get("stats"),
+                "summaries": r.metrics.get("summaries")} for r in evals]
+    (workdir / "eval.json").write_text(json.dumps(history, indent=2), encoding="utf-8")
+
+
+def run(resolved: ResolvedConfig, *, data_root: Path | None = None, synthetic: bool = False,
+        started_at: float, tracker_factory: TrackerFactory = MlflowTracker.start) -> RunOutcome:
+    prepared = prepare(resolved, data_root=data_root, synthetic=synthetic)
+    return execute(prepared, started_at=started_at, tracker_factory=tracker_factory)
+

@@ -1,0 +1,114 @@
+"""Clocks and the published throughput definitions (shared/reference.md section 1).
+
+    p_whole = images / measured wall time, per-epoch evaluation included
+    p_train = images / (measured wall time - evaluation time)      (data loading and copies included)
+    p_core  = images / sum of compute windows (forward+loss+backward+optimizer step), each bounded by a
+              device synchronize so queued device work is billed to the window that issued it
+
+Because every compute window lies inside the training loop, which lies inside the measured wall time, and all three
+share one image count, p_whole <= p_train <= p_core holds by construction.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from suite import names
+
+_IMPORT_TIME = time.time()
+
+
+def process_start_time() -> float:
+    """Wall-clock time at which this process started (Linux: from /proc), else when this module was imported."""
+    try:
+        with open(f"/proc/{os.getpid()}/stat", encoding="ascii") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+        start_ticks = int(fields[19])  # field 22 of stat: starttime, in clock ticks since boot
+        with open("/proc/uptime", encoding="ascii") as handle:
+            uptime = float(handle.read().split()[0])
+        since_start = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - since_start
+    except (OSError, ValueError, IndexError):
+        return _IMPORT_TIME
+
+
+def throughputs(images: int, whole_s: float, eval_s: float, core_s: float) -> dict[str, float]:
+    """The three published throughputs in images/second; a phase with no measured time yields no figure."""
+    result: dict[str, float] = {}
+    train_s = whole_s - eval_s
+    for name, seconds in ((names.P_WHOLE, whole_s), (names.P_TRAIN, train_s), (names.P_CORE, core_s)):
+        if images > 0 and seconds > 0:
+            result[name] = images / seconds
+    return result
+
+
+@dataclass
+class Window:
+    seconds: float = 0.0
+
+
+class PhaseClock:
+    """Accumulates the measured region of a run: its wall time, the evaluation inside it, and compute windows."""
+
+    def __init__(self, synchronize: Callable[[], None], clock: Callable[[], float] = time.perf_counter) -> None:
+        self._sync = synchronize
+        self._clock = clock
+        self._start: float | None = None
+        self._stop: float | None = None
+        self.images = 0
+        self.core_s = 0.0
+        self.eval_s = 0.0
+
+    @property
+    def started(self) -> bool:
+        return self._start is not None
+
+    def start(self) -> None:
+        self._sync()
+        self._start = self._clock()
+
+    def stop(self) -> None:
+        if self._start is not None and self._stop is None:
+            self._sync()
+            self._stop = self._clock()
+
+    @contextmanager
+    def window(self) -> Iterator[Window]:
+        """A synchronised timing window; the caller decides whether it counts (warm-up steps do not)."""
+        window = Window()
+        self._sync()
+        begin = self._clock()
+        yield window
+        self._sync()
+        window.seconds = self._clock() - begin
+
+    def add_step(self, images: int, core_seconds: float) -> None:
+        self.images += images
+        self.core_s += core_seconds
+
+    def add_eval(self, seconds: float) -> None:
+        if self.started:
+            self.eval_s += seconds
+
+    @property
+    def whole_s(self) -> float:
+        if self._start is None:
+            return 0.0
+        end = self._stop if self._stop is not None else self._clock()
+        return end - self._start
+
+    def metrics(self) -> dict[str, float]:
+        whole = self.whole_s
+        result = {
+            names.IMAGES: float(self.images),
+            names.TRAIN_TIME: whole,
+            names.TRAIN_LOOP_TIME: whole - self.eval_s,
+            names.CORE_TIME: self.core_s,
+            names.EVAL_TIME: self.eval_s,
+        }
+        result.update(throughputs(self.images, whole, self.eval_s, self.core_s))
+        return result

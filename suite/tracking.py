@@ -1,0 +1,145 @@
+"""Recording a run: the Tracker interface, its MLflow implementation, and an in-memory stand-in for tests.
+
+The MLflow tracker attaches to the run `mlflow run` created (MLFLOW_RUN_ID) or starts one in the configured
+experiment, batches metrics so the training loop is not blocked by per-call latency, and never logs a param that the
+run already has (MLflow refuses to change a param, and `mlflow run` logs its `-P` values first).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
+
+MAX_PARAMS_PER_BATCH = 100
+MAX_TAGS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 8000
+FLUSH_EVERY = 200
+
+
+class Tracker(Protocol):
+    run_id: str
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+    def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None: ...
+    def finish(self, status: str) -> None: ...
+
+
+def _text(value: Any, limit: int) -> str:
+    text = value if isinstance(value, str) else ("null" if value is None else str(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class MlflowTracker:
+    """One MLflow run. Create it with `start()`; end it with `finish(status)`."""
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self._pending: list[Any] = []
+        self._existing_params = dict(client.get_run(run_id).data.params)
+
+    @classmethod
+    def start(cls, *, experiment: str, run_name: str, description: str | None = None,
+              tags: Mapping[str, str] | None = None) -> MlflowTracker:
+        import mlflow
+
+        attached = "MLFLOW_RUN_ID" in os.environ
+        if not attached and not (os.environ.get("MLFLOW_EXPERIMENT_ID") or os.environ.get("MLFLOW_EXPERIMENT_NAME")):
+            mlflow.set_experiment(experiment)
+        # With MLFLOW_RUN_ID set (mlflow run), start_run attaches to that run and ignores run_name.
+        run = mlflow.start_run(run_name=run_name, description=description, tags=dict(tags or {}))
+        if attached:
+            mlflow.set_tag("mlflow.runName", run_name)
+        logger.info("MLflow run %s in %s", run.info.run_id, mlflow.get_tracking_uri())
+        return cls(mlflow.MlflowClient(), run.info.run_id)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        fresh = {}
+        for key, value in params.items():
+            text = _text(value, MAX_PARAM_LENGTH)
+            if key in self._existing_params:
+                if self._existing_params[key] != text:
+                    logger.warning("param %s is already %r on this run; keeping it (new value %r)",
+                                   key, self._existing_params[key], text)
+                continue
+            fresh[key] = text
+        items = [Param(k, v) for k, v in fresh.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=items[i: i + MAX_PARAMS_PER_BATCH])
+        self._existing_params.update(fresh)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, _text(v, MAX_TAG_LENGTH)) for k, v in tags.items()]
+        for i in range(0, len(items), MAX_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, tags=items[i: i + MAX_TAGS_PER_BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        self._pending.extend(Metric(k, float(v), timestamp, step or 0) for k, v in metrics.items())
+        if len(self._pending) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._pending:
+            chunk, self._pending = self._pending[:MAX_METRICS_PER_BATCH], self._pending[MAX_METRICS_PER_BATCH:]
+            self.client.log_batch(self.run_id, metrics=chunk)
+
+    def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def finish(self, status: str) -> None:
+        import mlflow
+
+        try:
+            self.flush()
+        finally:
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == self.run_id:
+                mlflow.end_run(status=status)
+            else:
+                self.client.set_terminated(self.run_id, status=status)
+
+
+class MemoryTracker:
+    """An in-process recorder with the Tracker interface, for tests of code that records runs."""
+
+    def __init__(self, run_id: str = "memory") -> None:
+        self.run_id = run_id
+        self.params: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
+        self.metrics: dict[str, list[tuple[int, float]]] = {}
+        self.artifacts: dict[str, Path] = {}
+        self.status: str | None = None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        for key, value in params.items():
+            self.params.setdefault(key, _text(value, MAX_PARAM_LENGTH))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.tags.update({k: _text(v, MAX_TAG_LENGTH) for k, v in tags.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            self.metrics.setdefault(key, []).append((step or 0, float(value)))
+
+    def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None:
+        self.artifacts[f"{artifact_path + '/' if artifact_path else ''}{local_path.name}"] = local_path
+
+    def finish(self, status: str) -> None:
+        self.status = status

@@ -1,0 +1,79 @@
+"""The vendor adapter interface: device placement, synchronisation, math flags, autocast, memory and inventory."""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+
+from suite.errors import ConfigError
+
+GIB = 1024**3
+AUTOCAST_DTYPES = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}
+
+
+class VendorAdapter(ABC):
+    """What the trainer needs from an accelerator stack. Subclasses import vendor-only modules lazily."""
+
+    name: ClassVar[str]
+    visible_devices_var: ClassVar[str | None] = None
+    supported_precisions: ClassVar[tuple[str, ...]] = ("fp32", "tf32", "amp_bf16", "amp_fp16")
+
+    @abstractmethod
+    def check_available(self) -> None:
+        """Raise VendorUnavailableError (one line, exit 2) when the stack or a device is missing."""
+
+    def check_precision(self, precision: str) -> None:
+        if precision not in self.supported_precisions:
+            raise ConfigError(f"precision {precision!r} is not supported by the {self.name} adapter "
+                              f"(supported: {', '.join(self.supported_precisions)})", key="train.precision")
+
+    @abstractmethod
+    def device(self, local_rank: int) -> torch.device: ...
+
+    @abstractmethod
+    def synchronize(self, device: torch.device) -> None:
+        """Block until all queued work on `device` is done (called at both edges of every timed window)."""
+
+    @abstractmethod
+    def manual_seed(self, seed: int) -> None: ...
+
+    @abstractmethod
+    def set_math_flags(self, precision: str) -> dict[str, str]:
+        """Apply the math switches a precision implies and return the flags actually in effect."""
+
+    @contextlib.contextmanager
+    def autocast(self, device: torch.device, precision: str) -> Iterator[None]:
+        dtype = AUTOCAST_DTYPES.get(precision)
+        if dtype is None:
+            yield
+            return
+        with torch.autocast(device_type=device.type, dtype=dtype):
+            yield
+
+    def grad_scaler(self, device: torch.device, precision: str) -> Any | None:
+        """fp16 autocast needs loss scaling; every other precision trains unscaled."""
+        if precision != "amp_fp16":
+            return None
+        return torch.amp.GradScaler(device.type)
+
+    @abstractmethod
+    def reset_peak_memory(self, device: torch.device) -> None: ...
+
+    @abstractmethod
+    def memory_gib(self, device: torch.device) -> dict[str, float]:
+        """Peak allocated (`mem`), peak reserved and device total, in GiB; keys absent where unknown."""
+
+    @abstractmethod
+    def inventory(self) -> dict[str, str]:
+        """Accelerator model, count and memory per device for the environment record."""
+
+    @property
+    def pin_memory(self) -> bool:
+        return False
+
+    def dataloader_device_args(self) -> dict[str, Any]:
+        return {"pin_memory": self.pin_memory}

@@ -1,0 +1,86 @@
+"""NVIDIA GPUs through torch.cuda (also the base of CUDA-compatible stacks such as MetaX MACA)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, ClassVar
+
+import torch
+
+from suite.errors import VendorUnavailableError
+from suite.vendors.base import GIB, VendorAdapter
+
+
+class CudaAdapter(VendorAdapter):
+    name: ClassVar[str] = "cuda"
+    visible_devices_var: ClassVar[str | None] = "CUDA_VISIBLE_DEVICES"
+
+    def __init__(self, device_module: Any | None = None) -> None:
+        # Tests pass a small fake module with the torch.cuda functions used here.
+        self._device_module = device_module
+
+    @property
+    def cuda(self) -> ModuleType | Any:
+        return self._device_module if self._device_module is not None else torch.cuda
+
+    @property
+    def device_type(self) -> str:
+        return "cuda"
+
+    def check_available(self) -> None:
+        if not self.cuda.is_available() or self.cuda.device_count() == 0:
+            raise VendorUnavailableError(f"the {self.name} adapter needs a CUDA device, and torch.cuda finds none "
+                                         f"on this machine (torch {torch.__version__})")
+
+    def device(self, local_rank: int) -> torch.device:
+        self.cuda.set_device(local_rank)
+        return torch.device(self.device_type, local_rank)
+
+    def synchronize(self, device: torch.device) -> None:
+        self.cuda.synchronize(device)
+
+    def manual_seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+        self.cuda.manual_seed_all(seed)
+
+    def set_math_flags(self, precision: str) -> dict[str, str]:
+        tf32 = precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        # Detection models change input shapes every step; autotuning would re-run on each new shape.
+        torch.backends.cudnn.benchmark = False
+        return {
+            "matmul_tf32": str(torch.backends.cuda.matmul.allow_tf32).lower(),
+            "cudnn_tf32": str(torch.backends.cudnn.allow_tf32).lower(),
+            "cudnn_benchmark": str(torch.backends.cudnn.benchmark).lower(),
+            "autocast": _autocast_label(precision),
+        }
+
+    def reset_peak_memory(self, device: torch.device) -> None:
+        self.cuda.reset_peak_memory_stats(device)
+
+    def memory_gib(self, device: torch.device) -> dict[str, float]:
+        return {
+            "mem": self.cuda.max_memory_allocated(device) / GIB,
+            "mem_reserved": self.cuda.max_memory_reserved(device) / GIB,
+            "mem_total": self.cuda.get_device_properties(device).total_memory / GIB,
+        }
+
+    def inventory(self) -> dict[str, str]:
+        count = self.cuda.device_count()
+        if count == 0:
+            return {"accelerator_count": "0"}
+        props = self.cuda.get_device_properties(0)
+        return {
+            "accelerator_model": props.name,
+            "accelerator_count": str(count),
+            "accelerator_memory_gib": f"{props.total_memory / GIB:.1f}",
+        }
+
+    @property
+    def pin_memory(self) -> bool:
+        return True
+
+
+def _autocast_label(precision: str) -> str:
+    return {"amp_bf16": "bfloat16", "amp_fp16": "float16"}.get(precision, "off")

@@ -1,0 +1,131 @@
+"""Layered config: every shipped file resolves, provenance and fix_hp are right, and bad input fails cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suite import config, registry
+from suite.errors import ConfigError, UnknownNameError
+
+ALL_CONFIGS = [(v, c, t) for v in registry.vendors() for c in registry.cases() for t in registry.topologies(v, c)]
+
+
+def test_every_vendor_has_every_published_topology() -> None:
+    for vendor in ("nvidia_a100", "nvidia_h100", "metax_c500", "kunlunxin_r300"):
+        for case in ("faster_rcnn", "retinanet", "mask_rcnn"):
+            assert registry.topologies(vendor, case) == ["1x1", "1x8", "2x8"], (vendor, case)
+    assert len(ALL_CONFIGS) >= 4 * 3 * 3 + 3
+
+
+@pytest.mark.parametrize(("vendor", "case", "topology"), ALL_CONFIGS, ids=["/".join(c) for c in ALL_CONFIGS])
+def test_every_shipped_config_resolves(vendor: str, case: str, topology: str) -> None:
+    resolved = config.resolve(case, vendor, topology)
+    assert resolved.config.vendor == vendor
+    assert set(resolved.provenance) == set(resolved.flat())
+    assert resolved.config.hp.bs > 0
+
+
+@pytest.mark.parametrize(("vendor", "case", "topology", "bs", "lr", "fix_hp", "mode"), [
+    ("nvidia_a100", "faster_rcnn", "1x1", 16, 0.16, "bs=16,lr=0.16", "throughput"),
+    ("nvidia_a100", "faster_rcnn", "1x8", 2, 0.02, "/", "convergence"),
+    ("nvidia_a100", "retinanet", "1x1", 16, 0.04, "lr=0.04", "throughput"),
+    ("metax_c500", "retinanet", "2x8", 22, 0.02, "bs=22,lr=0.02", "throughput"),
+    ("kunlunxin_r300", "mask_rcnn", "1x1", 8, 0.08, "bs=8,lr=0.08", "throughput"),
+    ("nvidia_h100", "mask_rcnn", "1x8", 16, 0.16, "/", "convergence"),
+])
+def test_published_settings(vendor: str, case: str, topology: str, bs: int, lr: float, fix_hp: str,
+                            mode: str) -> None:
+    resolved = config.resolve(case, vendor, topology)
+    assert (resolved.config.hp.bs, resolved.config.hp.lr) == (bs, lr)
+    assert resolved.fix_hp_label == fix_hp
+    assert resolved.config.train.mode == mode
+
+
+def test_show_config_kunlunxin_mask_rcnn_1x8(cli) -> None:
+    result = cli("show-config", "--case", "mask_rcnn", "--vendor", "kunlunxin_r300", "--topology", "1x8")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(":")[0]: line for line in result.stdout.splitlines()}
+    topology_file = "# vendor_configs/kunlunxin_r300/mask_rcnn/1x8.yaml"
+    vendor_file = "# vendor_configs/kunlunxin_r300/vendor.yaml"
+    assert lines["hp.bs"].startswith("hp.bs: 8 ") and lines["hp.bs"].endswith(topology_file)
+    assert lines["hp.lr"].startswith("hp.lr: 0.16 ") and lines["hp.lr"].endswith(topology_file)
+    assert "xccl" in lines["accelerator.dist_backend"] and lines["accelerator.dist_backend"].endswith(vendor_file)
+    assert lines["accelerator.env.XACC_ENABLE"].startswith("accelerator.env.XACC_ENABLE: 1 ")
+    assert lines["accelerator.env.XACC_ARGS"].startswith("accelerator.env.XACC_ARGS: -L O0 ")
+    assert lines["accelerator.env.XACC_ARGS"].endswith(vendor_file)
+    assert lines["hp.momentum"].endswith("# cases/mask_rcnn/defaults.yaml")
+
+
+def test_set_overrides_are_parsed_as_yaml_and_sourced() -> None:
+    resolved = config.resolve("retinanet", "cpu", "1x1", ["hp.lr=0.5", "hp.lr_steps=[3, 4]", "data.val_limit=null"])
+    assert resolved.config.hp.lr == 0.5
+    assert resolved.config.hp.lr_steps == [3, 4]
+    assert resolved.provenance["hp.lr"] == "--set"
+    assert resolved.provenance["hp.momentum"] == "cases/retinanet/defaults.yaml"
+
+
+def test_config_is_frozen() -> None:
+    resolved = config.resolve("retinanet", "cpu", "1x1")
+    with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError for frozen models
+        resolved.config.hp.bs = 3  # type: ignore[misc]
+
+
+def test_unknown_key_in_a_file_names_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "1x1.yaml"
+    bad.write_text("hp:\n  bss: 4\n")
+    with pytest.raises(ConfigError) as info:
+        config.read_yaml_layer(bad, "vendor_configs/x/faster_rcnn/1x1.yaml")
+    message = str(info.value)
+    assert message.startswith("vendor_configs/x/faster_rcnn/1x1.yaml: hp.bss: unknown key (did you mean 'bs'?)")
+
+
+def test_bad_type_names_the_layer_that_set_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        config.resolve("faster_rcnn", "cpu", "1x1", ["hp.bs=many"])
+    assert str(info.value).startswith("--set: hp.bs: ")
+    assert "'many'" in str(info.value)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--set", "hp.lrr=0.1"], "--set: hp.lrr: unknown key (did you mean 'lr'?)"),
+    (["--set", "hp.lr"], "--set: expected key.path=value"),
+    (["--vendor", "nvidia_a10"], "unknown vendor 'nvidia_a10' (did you mean 'nvidia_a100'?)"),
+    (["--case", "faster_rcn"], "unknown case 'faster_rcn' (did you mean 'faster_rcnn'?)"),
+    (["--topology", "1x3"], "unknown topology '1x3'"),
+    (["--topology", "eight"], "topology must look like NxM"),
+], ids=["set-typo", "set-format", "vendor", "case", "topology", "topology-shape"])
+def test_bad_input_is_one_line_and_exit_2(cli, args: list[str], expected: str) -> None:
+    base = {"--case": "faster_rcnn", "--vendor": "cpu", "--topology": "1x1"}
+    for flag, value in zip(args[::2], args[1::2], strict=False):
+        if flag in base:
+            base[flag] = value
+    extra = [a for pair in zip(args[::2], args[1::2], strict=False) if pair[0] == "--set" for a in pair]
+    flat = [x for pair in base.items() for x in pair]
+    result = cli("show-config", *flat, *extra)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_minimal_layers_resolve_and_unknown_topology_fails() -> None:
+    layers = [config.Layer("defaults", {"hp": {"bs": 2, "lr": 0.1}, "accelerator": {
+        "adapter": "cpu", "name": "CPU", "dist_backend": "gloo"}})]
+    resolved = config.resolve_layers([config.Layer("cli", {"case": "c", "vendor": "v", "topology": "1x1"}),
+                                      *layers], defaults=layers[0])
+    assert resolved.fix_hp_label == "/"
+    with pytest.raises(UnknownNameError):
+        config.resolve("faster_rcnn", "cpu", "4x4")
+
+
+def test_list_does_not_import_torch() -> None:
+    code = ("import sys\nfrom suite.cli import cli\n"
+            "cli.main(['list'], standalone_mode=False)\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "kunlunxin_r300" in result.stdout and "mask_rcnn" in result.stdout

@@ -1,0 +1,162 @@
+"""Synthetic data generation, COCO loading and target conversion, flips, grouped batches, annotation checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+from torch.utils.data import SequentialSampler
+
+from cases.detection.data import (
+    CocoDetection,
+    GroupedBatchSampler,
+    aspect_ratio_groups,
+    check_root,
+    hflip,
+    load_coco,
+)
+from cases.detection.synthetic import COCO_CATEGORIES, SHAPES, SyntheticSpec, ensure_dataset
+from suite.errors import DataError
+from tests.conftest import COCO_FIXTURE
+
+
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("shapes")
+    from tests.conftest import run_cli
+
+    result = run_cli("make-data", "--out", str(out), "--train", "12", "--val", "4", "--size", "160x120")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_make_data_writes_coco2017_layout(shapes_root: Path) -> None:
+    check_root(shapes_root)
+    assert len(list((shapes_root / "train2017").glob("*.jpg"))) == 12
+    assert len(list((shapes_root / "val2017").glob("*.jpg"))) == 4
+    document = json.loads((shapes_root / "annotations" / "instances_train2017.json").read_text())
+    assert [(c["id"], c["name"]) for c in document["categories"]] == list(COCO_CATEGORIES)
+    assert {img["width"] for img in document["images"]} == {160}
+    used = {a["category_id"] for a in document["annotations"]}
+    assert used <= {category for category, _ in SHAPES.values()}
+    for ann in document["annotations"]:
+        x, y, w, h = ann["bbox"]
+        polygon = np.array(ann["segmentation"][0]).reshape(-1, 2)
+        assert polygon[:, 0].min() == pytest.approx(x, abs=0.01)
+        assert polygon[:, 1].max() == pytest.approx(y + h, abs=0.02)
+        assert 0 < ann["area"] <= w * h + 0.1  # both rounded to 0.01
+
+
+def test_shapes_are_drawn_where_annotated(shapes_root: Path) -> None:
+    """The pixels inside each polygon carry the shape's colour, so a detector has something to learn."""
+    coco = load_coco(shapes_root / "annotations" / "instances_train2017.json")
+    colours = {category: np.array(rgb) for category, rgb in SHAPES.values()}
+    for ann in coco.dataset["annotations"][:10]:
+        info = coco.imgs[ann["image_id"]]
+        pixels = np.asarray(Image.open(shapes_root / "train2017" / info["file_name"]).convert("RGB"))
+        mask = coco.annToMask(ann).astype(bool)
+        mean = pixels[mask].mean(axis=0)
+        assert np.abs(mean - colours[ann["category_id"]]).max() < 45
+
+
+def test_ensure_dataset_is_cached(tmp_path: Path) -> None:
+    spec = SyntheticSpec(train=3, val=2, width=64, height=64, seed=5)
+    first = ensure_dataset(spec, tmp_path)
+    stamp = (first / "annotations" / "instances_train2017.json").stat().st_mtime_ns
+    assert ensure_dataset(spec, tmp_path) == first
+    assert (first / "annotations" / "instances_train2017.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("with_masks", [False, True], ids=["boxes-only", "with-masks"])
+def test_dataset_targets(shapes_root: Path, with_masks: bool) -> None:
+    dataset = CocoDetection(shapes_root, "train", with_masks=with_masks, drop_empty=True)
+    image, target = dataset[0]
+    assert image.shape == (3, 120, 160) and image.dtype == torch.float32 and 0 <= image.min() <= image.max() <= 1
+    assert target["boxes"].shape[1] == 4 and len(target["labels"]) == len(target["boxes"])
+    assert ("masks" in target) is with_masks
+    if with_masks:
+        assert target["masks"].shape == (len(target["boxes"]), 120, 160)
+
+
+def test_real_coco_annotations_crowd_rle_and_polygons(tmp_path: Path) -> None:
+    """Real COCO val2014 annotations: crowd (RLE) objects are dropped from targets, polygons become masks."""
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    (root / "train2017").mkdir()
+    document = json.loads((COCO_FIXTURE / "instances_val2014_100.json").read_text())
+    (root / "annotations" / "instances_train2017.json").write_text(json.dumps(document))
+    crowd_image = next(a["image_id"] for a in document["annotations"] if a["iscrowd"])
+    info = next(i for i in document["images"] if i["id"] == crowd_image)
+    Image.new("RGB", (info["width"], info["height"]), (90, 90, 90)).save(root / "train2017" / info["file_name"])
+
+    dataset = CocoDetection(root, "train", with_masks=True)
+    index = dataset.ids.index(crowd_image)
+    _, target = dataset[index]
+    anns = [a for a in document["annotations"] if a["image_id"] == crowd_image]
+    plain = [a for a in anns if not a["iscrowd"]]
+    assert len(target["labels"]) == len(plain) < len(anns)
+    assert target["labels"].tolist() == [a["category_id"] for a in plain]
+    first = plain[0]
+    expected = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(
+        first["segmentation"], info["height"], info["width"])))
+    assert torch.equal(target["masks"][0], torch.as_tensor(expected))
+    x, y, w, h = first["bbox"]
+    assert target["boxes"][0].tolist() == pytest.approx([x, y, x + w, y + h], abs=1e-3)
+
+
+def test_hflip_mirrors_boxes_and_masks() -> None:
+    image = torch.zeros(3, 4, 10)
+    image[:, :, 1] = 1
+    masks = torch.zeros(1, 4, 10, dtype=torch.uint8)
+    masks[0, :, 1:3] = 1
+    target = {"boxes": torch.tensor([[1.0, 0.0, 3.0, 4.0]]), "masks": masks}
+    flipped, new = hflip(image, target)
+    assert flipped[0, 0, 8] == 1
+    assert new["boxes"].tolist() == [[7.0, 0.0, 9.0, 4.0]]
+    assert new["masks"][0, 0].nonzero().flatten().tolist() == [7, 8]
+    assert target["boxes"].tolist() == [[1.0, 0.0, 3.0, 4.0]]  # input untouched
+
+
+def test_grouped_batches_share_aspect_ratio_group() -> None:
+    ratios = [0.5, 2.0, 0.5, 2.0, 0.5, 2.0, 0.5, 1.0, 1.0]
+    groups = aspect_ratio_groups(ratios, 3)
+    sampler = GroupedBatchSampler(SequentialSampler(range(len(ratios))), groups, batch_size=2)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 5
+    full = [b for b in batches[:-1]]
+    assert all(len({groups[i] for i in b}) == 1 for b in full)
+    assert all(len(b) == 2 for b in batches)
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d.pop("images"), "missing or non-list 'images'"),
+    (lambda d: d.update(images=[]), "'images' is empty"),
+    (lambda d: d["annotations"][0].update(bbox=[1, 1, -4, 2]), "bbox has negative size"),
+    (lambda d: d["annotations"][0].update(category_id=12), "unknown category_id 12"),
+    (lambda d: d["annotations"][0].update(image_id=-1), "image_id -1 is not in 'images'"),
+    (lambda d: d["images"][0].pop("file_name"), "images[0] needs id, file_name, width and height"),
+], ids=["no-images", "empty-images", "negative-box", "unknown-category", "unknown-image", "image-fields"])
+def test_malformed_annotations_are_data_errors(tmp_path: Path, mutate, message: str) -> None:
+    document = json.loads((COCO_FIXTURE / "instances_val2014_100.json").read_text())
+    mutate(document)
+    path = tmp_path / "instances_train2017.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_coco(path)
+
+
+def test_not_json_and_missing_root(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_coco(path)
+    with pytest.raises(DataError, match="does not exist"):
+        check_root(tmp_path / "nowhere")
+    (tmp_path / "train2017").mkdir()
+    with pytest.raises(DataError, match="missing annotations/instances_train2017.json"):
+        check_root(tmp_path)

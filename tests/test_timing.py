@@ -1,0 +1,78 @@
+"""The published throughput formulas, driven by a controllable clock."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from suite import names
+from suite.timing import PhaseClock, process_start_time, throughputs
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.syncs = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sync(self) -> None:
+        self.syncs += 1
+
+
+def test_formulas_with_a_controlled_clock() -> None:
+    fake = FakeClock()
+    clock = PhaseClock(fake.sync, clock=fake)
+    clock.start()
+    for _ in range(4):               # 4 steps of 8 images: 0.5 s loading, 1.5 s compute each
+        fake.advance(0.5)
+        with clock.window() as window:
+            fake.advance(1.5)
+        clock.add_step(8, window.seconds)
+    with clock.window() as window:   # an epoch-end evaluation of 2 s
+        fake.advance(2.0)
+    clock.add_eval(window.seconds)
+    clock.stop()
+
+    metrics = clock.metrics()
+    assert metrics[names.IMAGES] == 32
+    assert metrics[names.TRAIN_TIME] == pytest.approx(10.0)
+    assert metrics[names.EVAL_TIME] == pytest.approx(2.0)
+    assert metrics[names.CORE_TIME] == pytest.approx(6.0)
+    assert metrics[names.P_WHOLE] == pytest.approx(32 / 10.0)
+    assert metrics[names.P_TRAIN] == pytest.approx(32 / 8.0)
+    assert metrics[names.P_CORE] == pytest.approx(32 / 6.0)
+    assert metrics[names.P_WHOLE] <= metrics[names.P_TRAIN] <= metrics[names.P_CORE]
+    # a synchronize at both edges of every window, plus start and stop
+    assert fake.syncs == 2 * 5 + 2
+
+
+def test_steps_before_measuring_are_not_counted() -> None:
+    fake = FakeClock()
+    clock = PhaseClock(fake.sync, clock=fake)
+    with clock.window():
+        fake.advance(5.0)            # a warm-up step: the caller does not add it
+    assert not clock.started
+    clock.add_eval(3.0)              # evaluations before the measured region do not count either
+    clock.start()
+    with clock.window() as window:
+        fake.advance(1.0)
+    clock.add_step(4, window.seconds)
+    clock.stop()
+    assert clock.metrics()[names.P_CORE] == pytest.approx(4.0)
+    assert clock.metrics()[names.EVAL_TIME] == 0.0
+
+
+def test_no_time_means_no_figure_not_zero_or_infinity() -> None:
+    assert throughputs(0, 1.0, 0.0, 1.0) == {}
+    assert names.P_CORE not in throughputs(10, 1.0, 0.0, 0.0)
+
+
+def test_process_start_is_in_the_past() -> None:
+    start = process_start_time()
+    assert 0 < time.time() - start < 24 * 3600
