@@ -2,7 +2,7 @@
 
     accelbench list                                     cases, vendors and their topologies (no torch import)
     accelbench show-config --case C --vendor V --topology NxM [--set k=v]   resolved config with sources
-    accelbench run --case C --vendor V --topology NxM (--data-root DIR | --synthetic) [--set k=v]
+    accelbench run --case C --vendor V --topology NxM (--data-root DIR | --synthetic) [--config F] [--set k=v]
     accelbench smoke                                    the synthetic CPU demo of every case, then a table
     accelbench make-data --out DIR --train N --val M --size WxH
 
@@ -13,10 +13,12 @@ marks the MLflow run FAILED and exits 1.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -52,6 +54,8 @@ def _case_option(default: str | None = None) -> click.Option:
 
 vendor_option = click.option("--vendor", required=True, help="Vendor config folder (see `list`).")
 topology_option = click.option("--topology", default="1x1", show_default=True, help="NxM: nodes x devices.")
+config_option = click.option("--config", "config_files", multiple=True, type=click.Path(path_type=Path),
+                             metavar="FILE", help="Extra YAML config layer, applied before --set. Repeatable.")
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="Override a config key (YAML value), e.g. --set hp.bs=4. Repeatable.")
 
@@ -77,17 +81,23 @@ def list_command() -> None:
 @_case_option()
 @vendor_option
 @topology_option
+@config_option
 @set_option
-def show_config(case: str, vendor: str, topology: str, overrides: tuple[str, ...]) -> None:
+def show_config(case: str, vendor: str, topology: str, config_files: tuple[Path, ...],
+                overrides: tuple[str, ...]) -> None:
     """Print the resolved config, each key with the file or flag it came from."""
-    click.echo(render_with_sources(resolve(case, vendor, topology, overrides)))
+    click.echo(render_with_sources(resolve(case, vendor, topology, overrides, config_files)))
 
 
 def _run_one(case: str, vendor: str, topology: str, overrides: list[str], *, data_root: Path | None,
-             synthetic: bool, started_at: float):  # noqa: ANN202 - returns suite.runner.RunOutcome
+             synthetic: bool, started_at: float, config_files: tuple[Path, ...] = ()) -> Any:
+    resolved = resolve(case, vendor, topology, overrides, config_files)
+    # Variables such as OMP_NUM_THREADS or XACC_* are read when the device stack initialises, so they must be in
+    # the environment before torch is imported; the runner also scopes them to the run.
+    if "torch" not in sys.modules:
+        os.environ.update(resolved.config.accelerator.env)
     from suite import runner  # imports torch
 
-    resolved = resolve(case, vendor, topology, overrides)
     return runner.run(resolved, data_root=data_root, synthetic=synthetic, started_at=started_at)
 
 
@@ -108,11 +118,13 @@ def _print_table(outcomes: list) -> None:
 @click.option("--precision", default="", type=click.Choice(["", "fp32", "tf32", "amp_bf16", "amp_fp16"]),
               help="Override train.precision (default: the vendor's).")
 @click.option("--experiment", default="", help="MLflow experiment name (default: tracking.experiment).")
+@config_option
 @set_option
 @click.option("--overrides", "override_string", default="", metavar="'K=V K=V'",
               help="Space-separated overrides in one string (for MLproject parameters).")
 def run_command(case: str, vendor: str, topology: str, data_root: str, synthetic: bool, mode: str,
-                precision: str, experiment: str, overrides: tuple[str, ...], override_string: str) -> None:
+                precision: str, experiment: str, config_files: tuple[Path, ...], overrides: tuple[str, ...],
+                override_string: str) -> None:
     """Run one benchmark and record it as one MLflow run."""
     started_at = _process_start()
     parse_topology(topology)
@@ -123,7 +135,7 @@ def run_command(case: str, vendor: str, topology: str, data_root: str, synthetic
     if data_root and synthetic:
         raise click.UsageError("--data-root and --synthetic exclude each other")
     outcome = _run_one(case, vendor, topology, settings, data_root=Path(data_root) if data_root else None,
-                       synthetic=synthetic, started_at=started_at)
+                       synthetic=synthetic, started_at=started_at, config_files=config_files)
     _print_table([outcome])
 
 

@@ -57,6 +57,9 @@ class ModelSettings(_Strict):
     num_classes: int = Field(91, gt=1)
     min_size: int = Field(800, gt=0)
     max_size: int = Field(1333, gt=0)
+    detector_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="extra keyword arguments of the torchvision detector, e.g. "
+        "rpn_post_nms_top_n_train; checked against its signature")
 
 
 class SyntheticData(_Strict):
@@ -285,8 +288,12 @@ def _relative_source(path: Path, root: Path, label: str) -> str:
         return str(path)
 
 
-def resolve(case: str, vendor: str, topology: str, overrides: Sequence[str] = ()) -> ResolvedConfig:
-    """Resolve the config of one vendor-case-topology run, validating every layer."""
+def resolve(case: str, vendor: str, topology: str, overrides: Sequence[str] = (),
+            config_files: Sequence[Path] = ()) -> ResolvedConfig:
+    """Resolve the config of one vendor-case-topology run, validating every layer.
+
+    `config_files` are extra YAML layers (`--config FILE`) applied after the topology file and before `--set`.
+    """
     parse_topology(topology)
     defaults_path = registry.case_defaults_file(case)
     vendor_path = registry.vendor_dir(vendor)
@@ -303,6 +310,7 @@ def resolve(case: str, vendor: str, topology: str, overrides: Sequence[str] = ()
         read_yaml_layer(vendor_path / registry.VENDOR_FILE,
                         _relative_source(vendor_path / registry.VENDOR_FILE, vendors_root, "vendor_configs")),
         read_yaml_layer(topology_path, _relative_source(topology_path, vendors_root, "vendor_configs")),
+        *(read_yaml_layer(Path(path), str(path)) for path in config_files),
         parse_set_flags(overrides),
     ]
     for layer in layers[1:-1]:

@@ -13,6 +13,8 @@ import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import torch
+
 from suite.vendors.base import GIB, VendorAdapter
 
 PACKAGES = ("torch", "torchvision", "pycocotools", "mlflow", "numpy", "pydantic")
@@ -87,6 +89,7 @@ def collect(adapter: VendorAdapter, vendor_env_names: Iterable[str] = ()) -> dic
     if memory:
         record["host_memory_gib"] = f"{memory / GIB:.1f}"
     record.update(_package_versions(PACKAGES))
+    record["torch_threads"] = str(torch.get_num_threads())
     record.update(adapter.inventory())
     for name, value in captured_env_vars(os.environ, vendor_env_names).items():
         record[f"var.{name}"] = value

@@ -198,87 +198,111 @@ def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: V
     return metrics
 
 
+class RunFiles:
+    """The run's local folder (event log, rank log, config and eval files), uploaded as artifacts, then removed."""
+
+    def __init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="accelbench-run-"))
+        self.log_handler = logging.FileHandler(self.workdir / names.ARTIFACT_LOG, encoding="utf-8")
+        self.log_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logging.getLogger().addHandler(self.log_handler)
+        self.events = EventLog(self.workdir / names.ARTIFACT_EVENTS)
+
+    def close(self) -> None:
+        self.events.close()
+        logging.getLogger().removeHandler(self.log_handler)
+        self.log_handler.close()
+
+    def upload(self, tracker: Tracker) -> None:
+        for path in sorted(self.workdir.rglob("*")):
+            if path.is_file():
+                parent = path.parent.relative_to(self.workdir).as_posix()
+                tracker.log_artifact(path, None if parent == "." else parent)
+
+    def remove(self) -> None:
+        self.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 def execute(prepared: Prepared, *, started_at: float, tracker_factory: TrackerFactory = MlflowTracker.start
             ) -> RunOutcome:
     """Train and record one run. Re-raises a failure after the run has been ended as FAILED or KILLED."""
+    files = RunFiles()
+    try:
+        with vendor_env(prepared.resolved.config.accelerator.env):
+            return _execute(prepared, files, started_at, tracker_factory)
+    finally:
+        files.remove()
+
+
+def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_factory: TrackerFactory
+             ) -> RunOutcome:
     config = prepared.resolved.config
-    workdir = Path(tempfile.mkdtemp(prefix="accelbench-run-"))
-    log_handler = logging.FileHandler(workdir / names.ARTIFACT_LOG, encoding="utf-8")
-    log_handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    logging.getLogger().addHandler(log_handler)
-    events = EventLog(workdir / names.ARTIFACT_EVENTS)
+    events = files.events
     events.start(names.KEY_RUN, case=config.case, vendor=config.vendor, topology=config.topology)
     events.start(names.KEY_INIT)
+    tracker = tracker_factory(experiment=config.tracking.experiment,
+                              run_name=f"{config.case}/{config.vendor}/{config.topology}",
+                              description=describe(prepared), tags=run_tags(prepared))
+    outcome = RunOutcome(run_id=tracker.run_id, status="RUNNING", resolved=prepared.resolved)
+    trainer: Trainer | None = None
+    clock: PhaseClock | None = None
+    device = None
+    train_started_at: float | None = None
+    try:
+        tracker.log_params(run_params(prepared.resolved))
+        env_record = environment.collect(prepared.adapter, config.accelerator.env)
+        tracker.set_tags({names.ENV_TAG_PREFIX + k: v for k, v in env_record.items()})
+        _write_config_artifacts(files.workdir, prepared.resolved, env_record)
 
-    with vendor_env(config.accelerator.env):
-        tracker = tracker_factory(experiment=config.tracking.experiment,
-                                  run_name=f"{config.case}/{config.vendor}/{config.topology}",
-                                  description=describe(prepared), tags=run_tags(prepared))
-        outcome = RunOutcome(run_id=tracker.run_id, status="RUNNING", resolved=prepared.resolved)
-        trainer: Trainer | None = None
-        clock: PhaseClock | None = None
-        device = None
-        train_started_at: float | None = None
+        device = prepared.adapter.device(0)
+        prepared.adapter.manual_seed(config.hp.seed)
+        flags = prepared.adapter.set_math_flags(config.train.precision)
+        tracker.set_tags({names.MATH_TAG_PREFIX + k: v for k, v in flags.items()})
+        case = prepared.case
+        model = case.build_model().to(device)
+        tracker.log_params({"model.trainable_backbone_layers_effective": case.trainable_layers})
+        optimizer = case.optimizer(model)
+        loader = case.train_loader(prepared.adapter.pin_memory)
+        warmup, lr_schedule = case.schedulers(optimizer, len(loader))
+        clock = PhaseClock(lambda: prepared.adapter.synchronize(device))
+        log_every = config.tracking.log_every
+        trainer = Trainer(config=config, workload=case, model=model, optimizer=optimizer, warmup=warmup,
+                          lr_schedule=lr_schedule, loader=loader, adapter=prepared.adapter, device=device,
+                          events=events, clock=clock,
+                          hooks=[ProgressHook(log_every), TrackingHook(tracker, log_every)])
+        prepared.adapter.reset_peak_memory(device)
+        events.end(names.KEY_INIT)
+        train_started_at = time.time()
+        state = trainer.train()
+
+        outcome.metrics = _final_metrics(trainer, clock, prepared.adapter, device, started_at, train_started_at)
+        tracker.log_metrics(outcome.metrics, step=state.epoch)
+        if state.evals:
+            _write_eval_artifact(files.workdir, state.evals)
+            outcome.final_map = {k: v for k, v in state.evals[-1].metrics.items()
+                                 if k in names.IOU_TYPE_METRIC.values()}
+        if config.train.mode == "convergence":
+            tracker.set_tags({names.TAG_CONVERGED: str(state.converged).lower()})
+        outcome.status = "FINISHED"
+    except BaseException as error:
+        outcome.status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        outcome.failure = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        logger.error("run %s %s: %s", tracker.run_id, outcome.status, outcome.failure)
+        with contextlib.suppress(Exception):
+            outcome.metrics = _final_metrics(trainer, clock, prepared.adapter, device, started_at,
+                                             train_started_at)
+            tracker.log_metrics(outcome.metrics, step=trainer.state.epoch if trainer else 0)
+        tracker.set_tags({names.TAG_FAILURE: outcome.failure})
+        raise
+    finally:
+        events.end(names.KEY_RUN, status=outcome.status)
+        files.close()
+        tracker.set_tags({names.TAG_STATUS: outcome.status})
         try:
-            tracker.log_params(run_params(prepared.resolved))
-            env_record = environment.collect(prepared.adapter, config.accelerator.env)
-            tracker.set_tags({names.ENV_TAG_PREFIX + k: v for k, v in env_record.items()})
-            _write_config_artifacts(workdir, prepared.resolved, env_record)
-
-            device = prepared.adapter.device(0)
-            prepared.adapter.manual_seed(config.hp.seed)
-            flags = prepared.adapter.set_math_flags(config.train.precision)
-            tracker.set_tags({names.MATH_TAG_PREFIX + k: v for k, v in flags.items()})
-            case = prepared.case
-            model = case.build_model().to(device)
-            tracker.log_params({"model.trainable_backbone_layers_effective": case.trainable_layers})
-            optimizer = case.optimizer(model)
-            loader = case.train_loader(prepared.adapter.pin_memory)
-            warmup, lr_schedule = case.schedulers(optimizer, len(loader))
-            clock = PhaseClock(lambda: prepared.adapter.synchronize(device))
-            log_every = config.tracking.log_every
-            trainer = Trainer(config=config, workload=case, model=model, optimizer=optimizer, warmup=warmup,
-                              lr_schedule=lr_schedule, loader=loader, adapter=prepared.adapter, device=device,
-                              events=events, clock=clock,
-                              hooks=[ProgressHook(log_every), TrackingHook(tracker, log_every)])
-            prepared.adapter.reset_peak_memory(device)
-            events.end(names.KEY_INIT)
-            train_started_at = time.time()
-            state = trainer.train()
-
-            outcome.metrics = _final_metrics(trainer, clock, prepared.adapter, device, started_at, train_started_at)
-            tracker.log_metrics(outcome.metrics, step=state.epoch)
-            if state.evals:
-                _write_eval_artifact(workdir, state.evals)
-                outcome.final_map = {k: v for k, v in state.evals[-1].metrics.items()
-                                     if k in names.IOU_TYPE_METRIC.values()}
-            if config.train.mode == "convergence":
-                tracker.set_tags({names.TAG_CONVERGED: str(state.converged).lower()})
-            outcome.status = "FINISHED"
-        except BaseException as error:
-            outcome.status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-            outcome.failure = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-            logger.error("run %s %s: %s", tracker.run_id, outcome.status, outcome.failure)
-            with contextlib.suppress(Exception):
-                outcome.metrics = _final_metrics(trainer, clock, prepared.adapter, device, started_at,
-                                                 train_started_at)
-                tracker.log_metrics(outcome.metrics, step=trainer.state.epoch if trainer else 0)
-            tracker.set_tags({names.TAG_FAILURE: outcome.failure})
-            raise
+            files.upload(tracker)
         finally:
-            events.end(names.KEY_RUN, status=outcome.status)
-            events.close()
-            logging.getLogger().removeHandler(log_handler)
-            log_handler.close()
-            tracker.set_tags({names.TAG_STATUS: outcome.status})
-            try:
-                for path in sorted(workdir.rglob("*")):
-                    if path.is_file():
-                        parent = path.parent.relative_to(workdir).as_posix()
-                        tracker.log_artifact(path, None if parent == "." else parent)
-            finally:
-                tracker.finish(outcome.status)
-                shutil.rmtree(workdir, ignore_errors=True)
+            tracker.finish(outcome.status)
     return outcome
 
 

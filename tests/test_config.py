@@ -10,6 +10,7 @@ import pytest
 
 from suite import config, registry
 from suite.errors import ConfigError, UnknownNameError
+from tests.conftest import REPO
 
 ALL_CONFIGS = [(v, c, t) for v in registry.vendors() for c in registry.cases() for t in registry.topologies(v, c)]
 
@@ -129,3 +130,23 @@ def test_list_does_not_import_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "kunlunxin_r300" in result.stdout and "mask_rcnn" in result.stdout
+
+
+def test_config_file_layer_sits_between_topology_and_set(tmp_path: Path) -> None:
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("hp:\n  lr: 0.3\n  bs: 5\n")
+    resolved = config.resolve("retinanet", "cpu", "1x1", ["hp.bs=7"], [extra])
+    assert resolved.config.hp.lr == 0.3 and resolved.provenance["hp.lr"] == str(extra)
+    assert resolved.config.hp.bs == 7 and resolved.provenance["hp.bs"] == "--set"
+    extra.write_text("train:\n  precison: fp32\n")
+    with pytest.raises(ConfigError, match=rf"{extra}: train.precison: unknown key \(did you mean 'precision'\?\)"):
+        config.resolve("retinanet", "cpu", "1x1", [], [extra])
+    with pytest.raises(ConfigError, match="cannot read"):
+        config.resolve("retinanet", "cpu", "1x1", [], [tmp_path / "absent.yaml"])
+
+
+def test_shipped_learning_check_config_resolves() -> None:
+    config_path = REPO / "benchmarks" / "learning_check.yaml"
+    resolved = config.resolve("faster_rcnn", "cpu", "1x1", [], [config_path])
+    assert resolved.config.model.backbone == "mobilenet_v3_large"
+    assert resolved.provenance["model.detector_kwargs.box_batch_size_per_image"] == str(config_path)

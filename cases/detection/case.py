@@ -17,7 +17,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 
 from cases.detection.data import CocoDetection, GroupedBatchSampler, aspect_ratio_groups, check_root, collate
 from cases.detection.evaluator import CocoEvaluator
-from cases.detection.models import resnet50_fpn
+from cases.detection.models import check_detector_kwargs, resnet50_fpn
 from cases.detection.weights import verify_weights_file
 from suite import names
 from suite.config import BenchConfig
@@ -48,6 +48,7 @@ class DetectionCase:
         if model.backbone not in self.backbones:
             raise ConfigError(f"backbone {model.backbone!r} is not available for {self.name} "
                               f"(available: {', '.join(self.backbones)})", key="model.backbone")
+        check_detector_kwargs(self.detector_class, model.detector_kwargs)
         if model.backbone_weights is not None:
             self.weights_sha256 = verify_weights_file(Path(model.backbone_weights))
         check_root(data_root)
@@ -64,8 +65,12 @@ class DetectionCase:
         return f"file:{Path(weights).name} sha256:{self.weights_sha256}"
 
     # --- model -----------------------------------------------------------------------------------------------
-    def build_detector(self, backbone: nn.Module, num_classes: int, min_size: int, max_size: int) -> nn.Module:
-        raise NotImplementedError
+    detector_class: ClassVar[type[nn.Module]]
+
+    def build_detector(self, backbone: nn.Module) -> nn.Module:
+        settings = self.config.model
+        return self.detector_class(backbone, num_classes=settings.num_classes, min_size=settings.min_size,
+                                   max_size=settings.max_size, **settings.detector_kwargs)
 
     def backbone_layers(self) -> dict[str, Any]:
         """Arguments for the ResNet-FPN body (returned stages, extra FPN blocks); the case's choice."""
@@ -74,7 +79,7 @@ class DetectionCase:
     def build_model(self) -> nn.Module:
         settings = self.config.model
         backbone, self.trainable_layers = resnet50_fpn(settings, **self.backbone_layers())
-        return self.build_detector(backbone, settings.num_classes, settings.min_size, settings.max_size)
+        return self.build_detector(backbone)
 
     # --- data ------------------------------------------------------------------------------------------------
     def train_loader(self, pin_memory: bool) -> DataLoader:

@@ -6,6 +6,7 @@ mobilenet_v3_large`, random init only): about 4x cheaper per step at small image
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from torch import nn
@@ -18,18 +19,20 @@ from suite.errors import ConfigError
 class FasterRCNNCase(DetectionCase):
     name: ClassVar[str] = "faster_rcnn"
     backbones: ClassVar[tuple[str, ...]] = ("resnet50", "mobilenet_v3_large")
+    detector_class: ClassVar[type[nn.Module]] = FasterRCNN
 
-    def build_detector(self, backbone: nn.Module, num_classes: int, min_size: int, max_size: int) -> nn.Module:
-        return FasterRCNN(backbone, num_classes=num_classes, min_size=min_size, max_size=max_size)
+    def check(self, data_root: Path) -> None:
+        settings = self.config.model
+        if settings.backbone == "mobilenet_v3_large" and settings.backbone_weights is not None:
+            raise ConfigError("the mobilenet_v3_large backbone is offered for random init only",
+                              key="model.backbone_weights")
+        super().check(data_root)
 
     def build_model(self) -> nn.Module:
         settings = self.config.model
         if settings.backbone != "mobilenet_v3_large":
             return super().build_model()
-        if settings.backbone_weights is not None:
-            raise ConfigError("the mobilenet_v3_large backbone is offered for random init only",
-                              key="model.backbone_weights")
         self.trainable_layers = 6  # every stage of the untrained MobileNet trains, as torchvision does
         return fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None,
-                                                 num_classes=settings.num_classes,
-                                                 min_size=settings.min_size, max_size=settings.max_size)
+                                                 num_classes=settings.num_classes, min_size=settings.min_size,
+                                                 max_size=settings.max_size, **settings.detector_kwargs)

@@ -14,6 +14,4 @@ class MaskRCNNCase(DetectionCase):
     name: ClassVar[str] = "mask_rcnn"
     iou_types: ClassVar[tuple[str, ...]] = ("bbox", "segm")
     needs_masks: ClassVar[bool] = True
-
-    def build_detector(self, backbone: nn.Module, num_classes: int, min_size: int, max_size: int) -> nn.Module:
-        return MaskRCNN(backbone, num_classes=num_classes, min_size=min_size, max_size=max_size)
+    detector_class: ClassVar[type[nn.Module]] = MaskRCNN

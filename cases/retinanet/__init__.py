@@ -13,10 +13,8 @@ from cases.detection.case import DetectionCase
 
 class RetinaNetCase(DetectionCase):
     name: ClassVar[str] = "retinanet"
+    detector_class: ClassVar[type[nn.Module]] = RetinaNet
 
     def backbone_layers(self) -> dict[str, Any]:
         # P3-P7 as in torchvision: skip C2 (too many anchors), add P6/P7 from P5.
         return {"returned_layers": [2, 3, 4], "extra_blocks": lambda: LastLevelP6P7(256, 256)}
-
-    def build_detector(self, backbone: nn.Module, num_classes: int, min_size: int, max_size: int) -> nn.Module:
-        return RetinaNet(backbone, num_classes=num_classes, min_size=min_size, max_size=max_size)
