@@ -26,6 +26,7 @@ class ToyWorkload:
         self.poison_step = poison_step
         self.steps = 0
         self.evals = 0
+        self.output_dtypes: set[torch.dtype] = set()
 
     def to_device(self, batch: Any, device: torch.device) -> Any:
         return batch
@@ -36,7 +37,9 @@ class ToyWorkload:
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         self.steps += 1
         inputs, targets = batch
-        loss = nn.functional.mse_loss(model(inputs), targets)
+        outputs = model(inputs)
+        self.output_dtypes.add(outputs.dtype)
+        loss = nn.functional.mse_loss(outputs.float(), targets)
         if self.steps == self.poison_step:
             loss = loss * float("nan")
         return loss, {"mse": loss}
@@ -100,3 +103,11 @@ def test_non_finite_loss_names_the_step(tmp_path: Path) -> None:
     trainer, _, _ = _trainer(tmp_path, ToyWorkload(poison_step=5), ["train.mode=smoke", "hp.epochs=5"])
     with pytest.raises(NonFiniteLossError, match="loss became nan at step 5"):
         trainer.train()
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("amp_bf16", torch.bfloat16)])
+def test_precision_sets_autocast(tmp_path: Path, precision: str, dtype: torch.dtype) -> None:
+    workload = ToyWorkload()
+    trainer, _, _ = _trainer(tmp_path, workload, ["train.mode=smoke", f"train.precision={precision}"])
+    trainer.train()
+    assert workload.output_dtypes == {dtype}
