@@ -3,4 +3,10 @@
 Importing this package is cheap: it does not import torch (the CLI's `list` and `show-config` rely on that).
 """
 
+import time
+
 __version__ = "0.1.0"
+
+# Wall time when this process first imported the suite: the start of every e2e_time. (The OS's process start time
+# would also count whatever ran in the same PID before an `exec`, such as a setup script.)
+STARTED_AT = time.time()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -25,9 +25,10 @@ from suite import environment, names, registry
 from suite.config import ResolvedConfig
 from suite.errors import ConfigError, DataError
 from suite.events import EventLog
+from suite.hooks import ProgressHook, TrackingHook
 from suite.timing import PhaseClock
 from suite.tracking import MlflowTracker, Tracker
-from suite.trainer import EvalRecord, Hook, StepRecord, Trainer
+from suite.trainer import EvalRecord, Trainer, Workload
 from suite.vendors.base import VendorAdapter
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,25 @@ LOG_FORMAT = "%(asctime)s rank0 %(levelname)s %(name)s: %(message)s"
 TrackerFactory = Callable[..., Tracker]
 
 
+class Case(Workload, Protocol):
+    """What the runner needs from a case beyond the trainer's Workload (cases.detection.case.DetectionCase)."""
+
+    trainable_layers: int | None
+
+    def check(self, data_root: Path) -> None: ...
+    @property
+    def backbone_init(self) -> str: ...
+    def build_model(self) -> Any: ...
+    def optimizer(self, model: Any) -> Any: ...
+    def train_loader(self, pin_memory: bool) -> Any: ...
+    def schedulers(self, optimizer: Any, iters_per_epoch: int) -> tuple[Any, Any]: ...
+
+
 @dataclass
 class Prepared:
     resolved: ResolvedConfig
     adapter: VendorAdapter
-    case: Any
+    case: Case
     data_root: Path
     synthetic: bool
 
@@ -94,36 +109,6 @@ def vendor_env(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-class TrackingHook(Hook):
-    """Per-step loss/lr/throughput every `log_every` steps and the per-epoch mAP curve (step = epoch)."""
-
-    def __init__(self, tracker: Tracker, log_every: int) -> None:
-        self.tracker = tracker
-        self.log_every = log_every
-
-    def after_step(self, trainer: Trainer, record: StepRecord) -> None:
-        if record.step % self.log_every == 0 or record.step == 1:
-            metrics = {names.LOSS: record.loss, names.LR: record.lr}
-            if record.core_s > 0:
-                metrics[names.STEP_THROUGHPUT] = record.images / record.core_s
-            self.tracker.log_metrics(metrics, step=record.step)
-
-    def after_eval(self, trainer: Trainer, record: EvalRecord) -> None:
-        values = {k: v for k, v in record.metrics.items() if k in names.IOU_TYPE_METRIC.values()}
-        self.tracker.log_metrics(values, step=record.epoch)
-
-
-class ProgressHook(Hook):
-    def __init__(self, log_every: int) -> None:
-        self.log_every = log_every
-
-    def after_step(self, trainer: Trainer, record: StepRecord) -> None:
-        if record.step % self.log_every == 0 or record.step == 1:
-            logger.info("epoch %d step %d loss %.4f lr %.5f %.1f img/s (core)%s", record.epoch, record.step,
-                        record.loss, record.lr, record.images / record.core_s if record.core_s else 0.0,
-                        "" if record.measured else " [warm-up]")
 
 
 def run_params(resolved: ResolvedConfig) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from torch import nn
 from suite import config, names
 from suite.errors import NonFiniteLossError
 from suite.events import EventLog, read_events
-from suite.runner import TrackingHook
+from suite.hooks import TrackingHook
 from suite.timing import PhaseClock
 from suite.tracking import MemoryTracker
 from suite.trainer import Trainer
