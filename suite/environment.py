@@ -25,7 +25,7 @@ ENV_ALLOW_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
 SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL", "AUTH")
 
 
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith("model name"):
@@ -82,7 +82,7 @@ def collect(adapter: VendorAdapter, vendor_env_names: Iterable[str] = ()) -> dic
         "os_version": _os_release(),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": str(os.cpu_count()) if os.cpu_count() else None,
     }
     memory = host_memory_bytes()

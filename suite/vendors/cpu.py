@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from suite.environment import host_memory_bytes
+from suite.environment import cpu_model, host_memory_bytes
 from suite.vendors.base import GIB, VendorAdapter
 
 
@@ -56,7 +56,7 @@ class CpuAdapter(VendorAdapter):
 
     def inventory(self) -> dict[str, str]:
         return {
-            "accelerator_model": platform.processor() or platform.machine(),
+            "accelerator_model": cpu_model() or platform.machine(),
             "accelerator_count": "1",
             "accelerator_memory_gib": f"{(host_memory_bytes() or 0) / GIB:.1f}",
         }
