@@ -23,7 +23,7 @@ from typing import Any
 import click
 import yaml
 
-from suite import registry
+from suite import names, registry
 from suite.config import parse_topology, render_with_sources, resolve
 from suite.errors import BenchError, RunError
 
@@ -33,7 +33,9 @@ SMOKE_CASES = ("faster_rcnn", "retinanet", "mask_rcnn")
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s rank0 %(levelname)s %(name)s: %(message)s",
+    # torchrun sets RANK in each worker; log lines name the rank they come from.
+    rank = os.environ.get("RANK", "0")
+    logging.basicConfig(level=level, format=f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     logging.getLogger("suite").setLevel(level)
     logging.getLogger("cases").setLevel(level)
@@ -90,7 +92,8 @@ def show_config(case: str, vendor: str, topology: str, config_files: tuple[Path,
 
 
 def _run_one(case: str, vendor: str, topology: str, overrides: list[str], *, data_root: Path | None,
-             synthetic: bool, started_at: float, config_files: tuple[Path, ...] = ()) -> Any:
+             synthetic: bool, started_at: float, config_files: tuple[Path, ...] = (),
+             extra_tags: dict[str, str] | None = None) -> Any:
     resolved = resolve(case, vendor, topology, overrides, config_files)
     # Variables such as OMP_NUM_THREADS or XACC_* are read when the device stack initialises, so they must be in
     # the environment before torch is imported; the runner also scopes them to the run.
@@ -98,7 +101,8 @@ def _run_one(case: str, vendor: str, topology: str, overrides: list[str], *, dat
         os.environ.update(resolved.config.accelerator.env)
     from suite import runner  # imports torch
 
-    return runner.run(resolved, data_root=data_root, synthetic=synthetic, started_at=started_at)
+    return runner.run(resolved, data_root=data_root, synthetic=synthetic, started_at=started_at,
+                      extra_tags=extra_tags)
 
 
 def _print_table(outcomes: list) -> None:
@@ -118,25 +122,86 @@ def _print_table(outcomes: list) -> None:
 @click.option("--precision", default="", type=click.Choice(["", "fp32", "tf32", "amp_bf16", "amp_fp16"]),
               help="Override train.precision (default: the vendor's).")
 @click.option("--experiment", default="", help="MLflow experiment name (default: tracking.experiment).")
+@click.option("--node-rank", default=0, show_default=True, type=click.IntRange(min=0),
+              help="This node's index in a multi-node topology (run the same command on every node).")
+@click.option("--master-addr", default="", help="Address of node 0 for multi-process jobs (dist.master_addr).")
+@click.option("--master-port", default=0, type=click.IntRange(min=0, max=65535),
+              help="Free port on node 0 for the rendezvous (dist.master_port).")
 @config_option
 @set_option
 @click.option("--overrides", "override_string", default="", metavar="'K=V K=V'",
               help="Space-separated overrides in one string (for MLproject parameters).")
+@click.option("--round", "round_index", default=0, hidden=True, type=click.IntRange(min=0))
+@click.option("--parent-run-id", default="", hidden=True)
 def run_command(case: str, vendor: str, topology: str, data_root: str, synthetic: bool, mode: str,
-                precision: str, experiment: str, config_files: tuple[Path, ...], overrides: tuple[str, ...],
-                override_string: str) -> None:
-    """Run one benchmark and record it as one MLflow run."""
+                precision: str, experiment: str, node_rank: int, master_addr: str, master_port: int,
+                config_files: tuple[Path, ...], overrides: tuple[str, ...], override_string: str,
+                round_index: int, parent_run_id: str) -> None:
+    """Run one benchmark and record it as one MLflow run.
+
+    World size 1 runs in this process; larger topologies start torchrun (one `accelbench run --node-rank i` per
+    node for NxM with N > 1), and global rank 0 records the run.
+    """
     started_at = _process_start()
     parse_topology(topology)
     settings = [f"train.mode={mode}"] if mode else []
     settings += [f"train.precision={precision}"] if precision else []
     settings += [f"tracking.experiment={experiment}"] if experiment else []
+    settings += [f"dist.master_addr={master_addr}"] if master_addr else []
+    settings += [f"dist.master_port={master_port}"] if master_port else []
     settings += list(overrides) + shlex.split(override_string)
     if data_root and synthetic:
         raise click.UsageError("--data-root and --synthetic exclude each other")
-    outcome = _run_one(case, vendor, topology, settings, data_root=Path(data_root) if data_root else None,
-                       synthetic=synthetic, started_at=started_at, config_files=config_files)
-    _print_table([outcome])
+    resolved = resolve(case, vendor, topology, settings, config_files)
+    if node_rank >= resolved.config.nnodes:
+        raise click.BadParameter(f"{node_rank} is not a node of topology {topology}", param_hint="--node-rank")
+    root = Path(data_root) if data_root else None
+    # A matrix member: its round, and the matrix's parent run (MLflow's standard parent tag).
+    extra_tags = {names.TAG_ROUND: str(round_index)}
+    if parent_run_id:
+        extra_tags["mlflow.parentRunId"] = parent_run_id
+    if resolved.config.world_size == 1:
+        outcome = _run_one(case, vendor, topology, settings, data_root=root, synthetic=synthetic,
+                           started_at=started_at, config_files=config_files, extra_tags=extra_tags)
+        _print_table([outcome])
+        return
+    code = _launch(resolved, settings, config_files, root, synthetic, node_rank, started_at, extra_tags)
+    if code != 0:
+        raise click.exceptions.Exit(code)
+
+
+def _launch(resolved: Any, settings: list[str], config_files: tuple[Path, ...], data_root: Path | None,
+            synthetic: bool, node_rank: int, started_at: float, extra_tags: dict[str, str]) -> int:
+    from suite import launcher, runner
+
+    config = resolved.config
+    prepared = runner.prepare(resolved, data_root=data_root, synthetic=synthetic)  # every check, before any run
+    available = prepared.adapter.device_count()
+    if available is not None and available < config.nproc_per_node:
+        raise BenchError(f"topology {config.topology} needs {config.nproc_per_node} devices per node; this "
+                         f"machine has {available} for the {prepared.adapter.name} adapter")
+    spec = launcher.WorkerSpec(case=config.case, vendor=config.vendor, topology=config.topology,
+                               overrides=settings, config_files=[str(f.resolve()) for f in config_files],
+                               data_root=None if synthetic else str(prepared.data_root), synthetic=synthetic,
+                               started_at=started_at, run_dir=launcher.default_run_dir(), node_rank=node_rank,
+                               extra_tags=extra_tags)
+    result = launcher.launch(config, spec, visible_devices_var=prepared.adapter.visible_devices_var,
+                             run_tags={**runner.run_tags(prepared), **extra_tags},
+                             description=runner.describe(prepared))
+    if result.run_id is not None:
+        from suite.report import mlflow_run_row, render_table
+
+        click.echo(render_table([mlflow_run_row(resolved, result.run_id)]))
+    return result.returncode
+
+
+@cli.command("worker", hidden=True)
+@click.argument("spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def worker_command(spec_file: Path) -> None:
+    """One rank of a multi-process job (started by torchrun; not for direct use)."""
+    from suite.worker import run_worker
+
+    run_worker(spec_file)
 
 
 @cli.command("smoke")
@@ -162,6 +227,56 @@ def smoke_command(cases: str, vendor: str, overrides: tuple[str, ...]) -> None:
         _print_table(outcomes)
     if failed:
         raise RunError("smoke runs failed: " + "; ".join(failed))
+
+
+@cli.command("matrix")
+@vendor_option
+@click.option("--cases", default=",".join(SMOKE_CASES), show_default=True, help="Comma-separated case names.")
+@click.option("--topologies", default="1x1", show_default=True, help="Comma-separated topologies, e.g. 1x1,1x8.")
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1), help="Rounds per member.")
+@click.option("--data-root", default="", help="COCO2017-layout dataset root.")
+@click.option("--synthetic", is_flag=True, help="Use a generated synthetic COCO-format dataset.")
+@click.option("--mode", default="", type=click.Choice(["", "convergence", "throughput", "smoke"]))
+@click.option("--experiment", default="accelbench", show_default=True, help="MLflow experiment of the runs.")
+@click.option("--strict", is_flag=True, help="Fail instead of skipping topologies this machine cannot run.")
+@config_option
+@set_option
+@click.option("--overrides", "override_string", default="", metavar="'K=V K=V'",
+              help="Space-separated overrides in one string (for MLproject parameters).")
+def matrix_command(vendor: str, cases: str, topologies: str, repeat: int, data_root: str, synthetic: bool,
+                   mode: str, experiment: str, strict: bool, config_files: tuple[Path, ...],
+                   overrides: tuple[str, ...], override_string: str) -> None:
+    """Run cases x topologies x rounds for one vendor, one MLflow run each, under one parent run."""
+    case_names = [c.strip() for c in cases.split(",") if c.strip()]
+    topology_names = [t.strip() for t in topologies.split(",") if t.strip()]
+    if data_root and synthetic:
+        raise click.UsageError("--data-root and --synthetic exclude each other")
+    settings = [*overrides, *shlex.split(override_string), f"tracking.experiment={experiment}"]
+    for case in case_names:  # every member's config must resolve before anything starts
+        for topology in topology_names:
+            resolve(case, vendor, topology, settings, config_files)
+    run_args = ["--synthetic"] if synthetic else (["--data-root", data_root] if data_root else [])
+    run_args += ["--mode", mode] if mode else []
+    for path in config_files:
+        run_args += ["--config", str(path.resolve())]
+    for setting in settings:
+        run_args += ["--set", setting]
+    from suite.matrix import run_matrix
+    from suite.report import render_table
+
+    result = run_matrix(vendor=vendor, cases=case_names, topologies=topology_names, repeat=repeat,
+                        run_args=run_args, experiment=experiment, strict=strict)
+    rows = [{"case": m.case, "topology": m.topology, "round": str(m.round), "status": m.status,
+             "run_id": m.run_id or "", "reason": m.reason[:100]} for m in result.members]
+    click.echo(render_table(rows, ("case", "topology", "round", "status", "run_id", "reason")))
+    for reason in result.skipped:
+        click.echo(f"skipped: {reason}")
+    for key, value in sorted(result.scaling.items()):
+        click.echo(f"{key}: {value:.3f}")
+    click.echo(f"parent run: {result.parent_run_id}")
+    if result.failed:
+        raise RunError(f"{len(result.failed)} of {len(result.members)} matrix members did not finish: "
+                       + "; ".join(f"{m.case} {m.topology} round {m.round} ({m.status})" for m in result.failed))
 
 
 @cli.command("make-data")

@@ -105,6 +105,19 @@ class AcceleratorSettings(_Strict):
         return value
 
 
+class DistSettings(_Strict):
+    """Multi-process settings; torchrun gets them per node (the node rank is a command-line flag, not config)."""
+
+    master_addr: str = "127.0.0.1"
+    master_port: int = Field(29500, gt=0, lt=65536)
+    timeout_s: float = Field(1800, gt=0, description="collective timeout: a dead peer ends the job within this")
+    monitor_interval_s: float = Field(1.0, gt=0, description="how often torchrun checks its workers")
+
+
+class EvalSettings(_Strict):
+    save_predictions: bool = Field(False, description="attach each evaluation's merged COCO results as JSON")
+
+
 class TrackingSettings(_Strict):
     experiment: str = "accelbench"
     log_every: int = Field(10, gt=0, description="steps between per-step metric records")
@@ -119,6 +132,8 @@ class BenchConfig(_Strict):
     data: DataSettings = DataSettings()
     train: TrainSettings = TrainSettings()
     accelerator: AcceleratorSettings
+    dist: DistSettings = DistSettings()
+    eval: EvalSettings = EvalSettings()
     tracking: TrackingSettings = TrackingSettings()
 
     @property

@@ -70,7 +70,6 @@ ARTIFACT_CONFIG = "config/resolved.yaml"
 ARTIFACT_PROVENANCE = "config/provenance.yaml"
 ARTIFACT_ENVIRONMENT = "environment.json"
 ARTIFACT_EVENTS = "events.jsonl"
-ARTIFACT_LOG = "rank0.log"
 
 # Event log keys (MLPerf mllog vocabulary).
 EV_INTERVAL_START = "INTERVAL_START"

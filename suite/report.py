@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from suite import names
@@ -51,3 +52,14 @@ def render_table(rows: Sequence[dict[str, str]], columns: Sequence[str] = COLUMN
     rule = "  ".join("-" * widths[c] for c in columns)
     body = ["  ".join(f"{r.get(c, ''):<{widths[c]}}" for c in columns) for r in rows]
     return "\n".join([line, rule, *body])
+
+
+def mlflow_run_row(resolved: Any, run_id: str) -> dict[str, str]:
+    """The table row of a run read back from MLflow (a launched job's rank 0 recorded it, not this process)."""
+    import mlflow
+
+    run = mlflow.MlflowClient().get_run(run_id)
+    metrics = run.data.metrics
+    final_map = {k: v for k, v in metrics.items() if k in (names.MAP, names.MAP_SEGM)}
+    return outcome_row(SimpleNamespace(resolved=resolved, metrics=metrics, run_id=run_id, status=run.info.status,
+                                       final_map=final_map))

@@ -20,20 +20,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+from torch import device as torch_device
+from torch.nn.parallel import DistributedDataParallel
 
 from suite import environment, names, registry
 from suite.config import ResolvedConfig
-from suite.errors import ConfigError, DataError
+from suite.distributed import Collectives, DistContext, destroy_process_group, init_process_group
+from suite.errors import DataError
 from suite.events import EventLog
 from suite.hooks import ProgressHook, TrackingHook
-from suite.timing import PhaseClock
-from suite.tracking import MlflowTracker, Tracker
+from suite.timing import PhaseClock, phase_metrics
+from suite.tracking import MlflowTracker, NullTracker, Tracker
 from suite.trainer import EvalRecord, Trainer, Workload
 from suite.vendors.base import VendorAdapter
 
 logger = logging.getLogger(__name__)
 SUITE_ROOT = Path(__file__).resolve().parent
-LOG_FORMAT = "%(asctime)s rank0 %(levelname)s %(name)s: %(message)s"
 
 TrackerFactory = Callable[..., Tracker]
 
@@ -74,9 +76,6 @@ class RunOutcome:
 def prepare(resolved: ResolvedConfig, *, data_root: Path | None = None, synthetic: bool = False) -> Prepared:
     """Every input check, before any run is created. Raises BenchError (exit 2) on bad input."""
     config = resolved.config
-    if config.world_size != 1:
-        raise ConfigError(f"topology {config.topology} needs {config.world_size} processes; this version runs "
-                          f"single-process topologies (1x1) only", key="topology")
     adapter = registry.adapter_class(config.accelerator.adapter, where="accelerator.adapter")()
     adapter.check_precision(config.train.precision)
     adapter.check_available()
@@ -163,11 +162,18 @@ def describe(prepared: Prepared) -> str:
             f"`{prepared.resolved.fix_hp_label}`, backbone {prepared.case.backbone_init}.")
 
 
-def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: VendorAdapter,
-                   device: Any, started_at: float, train_started_at: float | None) -> dict[str, float]:
+def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: VendorAdapter, device: Any,
+                   collectives: Collectives, started_at: float, train_started_at: float | None,
+                   events: EventLog | None = None) -> dict[str, float]:
+    """The run's summary metrics: images summed over ranks, phase times and memory maxed over ranks.
+
+    Collective: every rank must call it (except on the failure path of a single process).
+    """
     metrics: dict[str, float] = {}
     if clock is not None:
-        metrics.update(clock.metrics())
+        images, *times = clock.raw()
+        (images,) = collectives.sum([images])
+        metrics.update(phase_metrics(images, *collectives.max(times)))
     if trainer is not None:
         metrics[names.STEPS] = float(trainer.state.step)
         metrics[names.EPOCHS_RUN] = float(trainer.state.epoch)
@@ -176,7 +182,12 @@ def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: V
             if values:
                 metrics[names.IOU_TYPE_BEST_METRIC[iou_type]] = max(values)
     if device is not None:
-        metrics.update(adapter.memory_gib(device))
+        memory = adapter.memory_gib(device)
+        per_rank = collectives.gather_objects(memory)
+        if events is not None:
+            events.point("mem_per_rank", per_rank)
+        for key in memory:
+            metrics[key] = max(m.get(key, 0.0) for m in per_rank)
     if train_started_at is not None:
         metrics[names.INIT_TIME] = train_started_at - started_at
     metrics[names.E2E_TIME] = time.time() - started_at
@@ -184,14 +195,20 @@ def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: V
 
 
 class RunFiles:
-    """The run's local folder (event log, rank log, config and eval files), uploaded as artifacts, then removed."""
+    """This rank's local folder (event log, rank log, config and eval files); rank 0 uploads it as artifacts."""
 
-    def __init__(self) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="accelbench-run-"))
-        self.log_handler = logging.FileHandler(self.workdir / names.ARTIFACT_LOG, encoding="utf-8")
-        self.log_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    def __init__(self, rank: int, parent: Path | None = None) -> None:
+        if parent is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="accelbench-run-"))
+        else:
+            self.workdir = parent / f"rank{rank}"
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        self.parent = parent
+        self.rank = rank
+        self.log_handler = logging.FileHandler(self.workdir / f"rank{rank}.log", encoding="utf-8")
+        self.log_handler.setFormatter(logging.Formatter(log_format(rank)))
         logging.getLogger().addHandler(self.log_handler)
-        self.events = EventLog(self.workdir / names.ARTIFACT_EVENTS)
+        self.events = EventLog(self.workdir / names.ARTIFACT_EVENTS, rank=rank)
 
     def close(self) -> None:
         self.events.close()
@@ -203,82 +220,110 @@ class RunFiles:
             if path.is_file():
                 parent = path.parent.relative_to(self.workdir).as_posix()
                 tracker.log_artifact(path, None if parent == "." else parent)
+        if self.parent is not None:
+            # Other ranks on this node share the parent folder; their logs go under rank_logs/.
+            for log in sorted(self.parent.glob("rank*/rank*.log")):
+                if log.parent != self.workdir:
+                    tracker.log_artifact(log, "rank_logs")
 
     def remove(self) -> None:
         self.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.parent is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def execute(prepared: Prepared, *, started_at: float, tracker_factory: TrackerFactory = MlflowTracker.start
-            ) -> RunOutcome:
-    """Train and record one run. Re-raises a failure after the run has been ended as FAILED or KILLED."""
-    files = RunFiles()
+def log_format(rank: int) -> str:
+    return f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s"
+
+
+def execute(prepared: Prepared, *, started_at: float, tracker_factory: TrackerFactory = MlflowTracker.start,
+            context: DistContext | None = None, run_dir: Path | None = None,
+            extra_tags: dict[str, str] | None = None) -> RunOutcome:
+    """Train and record one run (one rank of it, in a distributed job; rank 0 records).
+
+    Re-raises a failure after the run has been ended as FAILED or KILLED.
+    """
+    context = context or DistContext()
+    files = RunFiles(context.rank, run_dir)
     try:
         with vendor_env(prepared.resolved.config.accelerator.env):
-            return _execute(prepared, files, started_at, tracker_factory)
+            return _execute(prepared, files, started_at, tracker_factory if context.is_main else NullTracker.start,
+                            context, extra_tags or {})
     finally:
         files.remove()
+        destroy_process_group()
 
 
-def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_factory: TrackerFactory
-             ) -> RunOutcome:
+def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_factory: TrackerFactory,
+             context: DistContext, extra_tags: dict[str, str]) -> RunOutcome:
     config = prepared.resolved.config
     events = files.events
     events.start(names.KEY_RUN, case=config.case, vendor=config.vendor, topology=config.topology)
     events.start(names.KEY_INIT)
     tracker = tracker_factory(experiment=config.tracking.experiment,
                               run_name=f"{config.case}/{config.vendor}/{config.topology}",
-                              description=describe(prepared), tags=run_tags(prepared))
+                              description=describe(prepared), tags={**run_tags(prepared), **extra_tags})
     outcome = RunOutcome(run_id=tracker.run_id, status="RUNNING", resolved=prepared.resolved)
+    adapter = prepared.adapter
     trainer: Trainer | None = None
     clock: PhaseClock | None = None
     device = None
+    collectives = Collectives(context, torch_device("cpu"))
     train_started_at: float | None = None
     try:
         tracker.log_params(run_params(prepared.resolved))
-        env_record = environment.collect(prepared.adapter, config.accelerator.env)
+        env_record = environment.collect(adapter, config.accelerator.env)
         tracker.set_tags({names.ENV_TAG_PREFIX + k: v for k, v in env_record.items()})
         _write_config_artifacts(files.workdir, prepared.resolved, env_record)
 
-        device = prepared.adapter.device(0)
-        prepared.adapter.manual_seed(config.hp.seed)
-        flags = prepared.adapter.set_math_flags(config.train.precision)
+        device = adapter.device(context.local_rank)
+        init_process_group(context, config.accelerator.dist_backend, config.dist.timeout_s)
+        collectives = Collectives(context, device)
+        adapter.manual_seed(config.hp.seed)
+        flags = adapter.set_math_flags(config.train.precision)
         tracker.set_tags({names.MATH_TAG_PREFIX + k: v for k, v in flags.items()})
         case = prepared.case
         model = case.build_model().to(device)
         tracker.log_params({"model.trainable_backbone_layers_effective": case.trainable_layers})
         optimizer = case.optimizer(model)
-        loader = case.train_loader(prepared.adapter.pin_memory)
+        if context.distributed:
+            model = DistributedDataParallel(model, device_ids=[device.index] if device.index is not None else None)
+        loader = case.train_loader(adapter.pin_memory, context)
         warmup, lr_schedule = case.schedulers(optimizer, len(loader))
-        clock = PhaseClock(lambda: prepared.adapter.synchronize(device))
+        clock = PhaseClock(lambda: adapter.synchronize(device), barrier=collectives.barrier)
         log_every = config.tracking.log_every
+        hooks = [ProgressHook(log_every), TrackingHook(tracker, log_every)] if context.is_main \
+            else [ProgressHook(log_every)]
         trainer = Trainer(config=config, workload=case, model=model, optimizer=optimizer, warmup=warmup,
-                          lr_schedule=lr_schedule, loader=loader, adapter=prepared.adapter, device=device,
-                          events=events, clock=clock,
-                          hooks=[ProgressHook(log_every), TrackingHook(tracker, log_every)])
-        prepared.adapter.reset_peak_memory(device)
+                          lr_schedule=lr_schedule, loader=loader, adapter=adapter, device=device,
+                          events=events, clock=clock, collectives=collectives, hooks=hooks)
+        adapter.reset_peak_memory(device)
         events.end(names.KEY_INIT)
         train_started_at = time.time()
         state = trainer.train()
 
-        outcome.metrics = _final_metrics(trainer, clock, prepared.adapter, device, started_at, train_started_at)
+        outcome.metrics = _final_metrics(trainer, clock, adapter, device, collectives, started_at,
+                                         train_started_at, events)
         tracker.log_metrics(outcome.metrics, step=state.epoch)
         if state.evals:
-            _write_eval_artifact(files.workdir, state.evals)
+            _write_eval_artifacts(files.workdir, state.evals)
             outcome.final_map = {k: v for k, v in state.evals[-1].metrics.items()
                                  if k in names.IOU_TYPE_METRIC.values()}
         if config.train.mode == "convergence":
             tracker.set_tags({names.TAG_CONVERGED: str(state.converged).lower()})
+        collectives.barrier()  # every rank is done and its log written before rank 0 uploads them
         outcome.status = "FINISHED"
     except BaseException as error:
         outcome.status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
         outcome.failure = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         logger.error("run %s %s: %s", tracker.run_id, outcome.status, outcome.failure)
+        # What this rank measured; no collectives here, since the other ranks may be gone.
         with contextlib.suppress(Exception):
-            outcome.metrics = _final_metrics(trainer, clock, prepared.adapter, device, started_at,
-                                             train_started_at)
+            outcome.metrics = _final_metrics(trainer, clock, adapter, device, Collectives(DistContext(), device),
+                                             started_at, train_started_at)
             tracker.log_metrics(outcome.metrics, step=trainer.state.epoch if trainer else 0)
-        tracker.set_tags({names.TAG_FAILURE: outcome.failure})
+        tracker.set_tags({names.TAG_FAILURE: f"rank {context.rank}: {outcome.failure}" if context.distributed
+                          else outcome.failure})
         raise
     finally:
         events.end(names.KEY_RUN, status=outcome.status)
@@ -301,14 +346,19 @@ def _write_config_artifacts(workdir: Path, resolved: ResolvedConfig, env_record:
     (workdir / names.ARTIFACT_ENVIRONMENT).write_text(json.dumps(env_record, indent=2), encoding="utf-8")
 
 
-def _write_eval_artifact(workdir: Path, evals: list[EvalRecord]) -> None:
-    history = [{"epoch": r.epoch, "step": r.step, "stats": r.metrics.get("stats"),
-                "summaries": r.metrics.get("summaries")} for r in evals]
+def _write_eval_artifacts(workdir: Path, evals: list[EvalRecord]) -> None:
+    history = [{"epoch": r.epoch, "step": r.step, "images_evaluated": r.metrics.get("images_evaluated"),
+                "stats": r.metrics.get("stats"), "summaries": r.metrics.get("summaries")} for r in evals]
     (workdir / "eval.json").write_text(json.dumps(history, indent=2), encoding="utf-8")
+    for record in evals:
+        if "predictions" in record.metrics:
+            path = workdir / "predictions" / f"epoch{record.epoch}.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps(record.metrics["predictions"]), encoding="utf-8")
 
 
 def run(resolved: ResolvedConfig, *, data_root: Path | None = None, synthetic: bool = False,
-        started_at: float, tracker_factory: TrackerFactory = MlflowTracker.start) -> RunOutcome:
+        started_at: float, tracker_factory: TrackerFactory = MlflowTracker.start,
+        extra_tags: dict[str, str] | None = None) -> RunOutcome:
     prepared = prepare(resolved, data_root=data_root, synthetic=synthetic)
-    return execute(prepared, started_at=started_at, tracker_factory=tracker_factory)
-
+    return execute(prepared, started_at=started_at, tracker_factory=tracker_factory, extra_tags=extra_tags)

@@ -25,11 +25,13 @@ def process_start_time() -> float:
     return suite.STARTED_AT
 
 
-def throughputs(images: int, whole_s: float, eval_s: float, core_s: float) -> dict[str, float]:
-    """The three published throughputs in images/second; a phase with no measured time yields no figure."""
+def throughputs(images: int, whole_s: float, loop_s: float, core_s: float) -> dict[str, float]:
+    """The three published throughputs in images/second; a phase with no measured time yields no figure.
+
+    `loop_s` is the training loop's time (the measured wall time less evaluation).
+    """
     result: dict[str, float] = {}
-    train_s = whole_s - eval_s
-    for name, seconds in ((names.P_WHOLE, whole_s), (names.P_TRAIN, train_s), (names.P_CORE, core_s)):
+    for name, seconds in ((names.P_WHOLE, whole_s), (names.P_TRAIN, loop_s), (names.P_CORE, core_s)):
         if images > 0 and seconds > 0:
             result[name] = images / seconds
     return result
@@ -43,9 +45,12 @@ class Window:
 class PhaseClock:
     """Accumulates the measured region of a run: its wall time, the evaluation inside it, and compute windows."""
 
-    def __init__(self, synchronize: Callable[[], None], clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, synchronize: Callable[[], None], clock: Callable[[], float] = time.perf_counter,
+                 barrier: Callable[[], None] = lambda: None) -> None:
         self._sync = synchronize
         self._clock = clock
+        # The measured region starts and ends at a barrier, so every rank measures the same interval.
+        self._barrier = barrier
         self._start: float | None = None
         self._stop: float | None = None
         self.images = 0
@@ -58,11 +63,13 @@ class PhaseClock:
 
     def start(self) -> None:
         self._sync()
+        self._barrier()
         self._start = self._clock()
 
     def stop(self) -> None:
         if self._start is not None and self._stop is None:
             self._sync()
+            self._barrier()
             self._stop = self._clock()
 
     @contextmanager
@@ -90,14 +97,23 @@ class PhaseClock:
         end = self._stop if self._stop is not None else self._clock()
         return end - self._start
 
+    def raw(self) -> list[float]:
+        """[images, whole, loop, core, eval] of this rank. Across ranks images are summed and each time maxed;
+        since every rank's core <= loop <= whole, the maxima keep p_whole <= p_train <= p_core."""
+        return [float(self.images), self.whole_s, self.whole_s - self.eval_s, self.core_s, self.eval_s]
+
     def metrics(self) -> dict[str, float]:
-        whole = self.whole_s
-        result = {
-            names.IMAGES: float(self.images),
-            names.TRAIN_TIME: whole,
-            names.TRAIN_LOOP_TIME: whole - self.eval_s,
-            names.CORE_TIME: self.core_s,
-            names.EVAL_TIME: self.eval_s,
-        }
-        result.update(throughputs(self.images, whole, self.eval_s, self.core_s))
-        return result
+        return phase_metrics(*self.raw())
+
+
+def phase_metrics(images: float, whole_s: float, loop_s: float, core_s: float, eval_s: float) -> dict[str, float]:
+    """Phase times and throughputs from the job's images (summed over ranks) and times (maxed over ranks)."""
+    result = {
+        names.IMAGES: float(images),
+        names.TRAIN_TIME: whole_s,
+        names.TRAIN_LOOP_TIME: loop_s,
+        names.CORE_TIME: core_s,
+        names.EVAL_TIME: eval_s,
+    }
+    result.update(throughputs(int(images), whole_s, loop_s, core_s))
+    return result

@@ -143,3 +143,28 @@ class MemoryTracker:
 
     def finish(self, status: str) -> None:
         self.status = status
+
+
+class NullTracker:
+    """The tracker of ranks other than 0: only global rank 0 talks to MLflow."""
+
+    run_id = ""
+
+    @classmethod
+    def start(cls, **_: Any) -> NullTracker:
+        return cls()
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        return None
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        return None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        return None
+
+    def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None:
+        return None
+
+    def finish(self, status: str) -> None:
+        return None

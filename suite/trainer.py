@@ -5,8 +5,9 @@ Modes:
     smoke        like convergence without target stopping, usually capped by `train.max_steps`
     throughput   `train.warmup_steps` untimed steps, then `train.steps` timed steps; no evaluation
 
-Hooks observe the loop (`before_train`, `after_step`, `after_eval`, `after_epoch`, `after_train`) in list order;
-the trainer owns the clock, so hooks never affect what is timed.
+In a distributed job every rank runs this loop on its shard; evaluation results are shared by rank 0, so all
+ranks stop at the same point. Hooks observe the loop (`before_train`, `after_step`, `after_eval`, `after_epoch`,
+`after_train`) in list order; the trainer owns the clock, so hooks never affect what is timed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 
 from suite import names
 from suite.config import BenchConfig
+from suite.distributed import Collectives
 from suite.errors import NonFiniteLossError
 from suite.events import EventLog
 from suite.timing import PhaseClock
@@ -33,10 +35,12 @@ logger = logging.getLogger(__name__)
 class Workload(Protocol):
     """What a case provides to the trainer (cases.detection.case.DetectionCase implements it)."""
 
+    def set_epoch(self, epoch: int) -> None: ...
     def to_device(self, batch: Any, device: torch.device) -> Any: ...
     def batch_images(self, batch: Any) -> int: ...
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
-    def evaluate(self, model: nn.Module, device: torch.device, pin_memory: bool, autocast: Any) -> dict[str, Any]: ...
+    def evaluate(self, model: nn.Module, device: torch.device, pin_memory: bool, autocast: Any,
+                 collectives: Collectives) -> dict[str, Any]: ...
     def targets_met(self, metrics: dict[str, Any]) -> bool: ...
 
 
@@ -80,7 +84,7 @@ class Trainer:
     def __init__(self, *, config: BenchConfig, workload: Workload, model: nn.Module,
                  optimizer: torch.optim.Optimizer, warmup: Any, lr_schedule: Any, loader: Any,
                  adapter: VendorAdapter, device: torch.device, events: EventLog, clock: PhaseClock,
-                 hooks: Sequence[Hook] = ()) -> None:
+                 collectives: Collectives, hooks: Sequence[Hook] = ()) -> None:
         self.config = config
         self.workload = workload
         self.model = model
@@ -92,6 +96,7 @@ class Trainer:
         self.device = device
         self.events = events
         self.clock = clock
+        self.collectives = collectives
         self.hooks = list(hooks)
         self.state = TrainState()
         self.precision = config.train.precision
@@ -121,6 +126,7 @@ class Trainer:
             if not throughput and epoch > self.config.hp.epochs:
                 break
             self.state.epoch = epoch
+            self.workload.set_epoch(epoch)
             self.events.start(names.KEY_EPOCH, epoch_num=epoch)
             budget_reached = self._train_epoch(epoch, budget)
             self.lr_schedule.step()
@@ -187,7 +193,8 @@ class Trainer:
     def _evaluate(self, epoch: int) -> EvalRecord:
         self.events.start(names.KEY_EVAL, epoch_num=epoch)
         with self.clock.window() as window:
-            metrics = self.workload.evaluate(self.model, self.device, self.adapter.pin_memory, self._autocast)
+            metrics = self.workload.evaluate(self.model, self.device, self.adapter.pin_memory, self._autocast,
+                                             self.collectives)
         self.clock.add_eval(window.seconds)
         accuracy = {k: v for k, v in metrics.items() if k in names.IOU_TYPE_METRIC.values()}
         self.events.end(names.KEY_EVAL, epoch_num=epoch, seconds=window.seconds)

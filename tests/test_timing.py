@@ -7,7 +7,7 @@ import time
 import pytest
 
 from suite import names
-from suite.timing import PhaseClock, process_start_time, throughputs
+from suite.timing import PhaseClock, phase_metrics, process_start_time, throughputs
 
 
 class FakeClock:
@@ -69,8 +69,20 @@ def test_steps_before_measuring_are_not_counted() -> None:
 
 
 def test_no_time_means_no_figure_not_zero_or_infinity() -> None:
-    assert throughputs(0, 1.0, 0.0, 1.0) == {}
-    assert names.P_CORE not in throughputs(10, 1.0, 0.0, 0.0)
+    assert throughputs(0, 1.0, 1.0, 1.0) == {}
+    assert names.P_CORE not in throughputs(10, 1.0, 1.0, 0.0)
+
+
+def test_reduction_across_ranks_keeps_the_order() -> None:
+    """Rank 0 evaluates longest (it merges the shards), rank 1 computes longest: maxima of each rank's own loop
+    time keep p_train <= p_core, where max(whole) - max(eval) would not."""
+    rank0 = [8.0, 10.0, 10.0 - 4.0, 5.0, 4.0]   # images, whole, loop, core, eval
+    rank1 = [8.0, 10.0, 10.0 - 1.0, 5.9, 1.0]
+    images = rank0[0] + rank1[0]
+    reduced = [max(a, b) for a, b in zip(rank0[1:], rank1[1:], strict=True)]
+    metrics = phase_metrics(images, *reduced)
+    assert metrics[names.P_WHOLE] <= metrics[names.P_TRAIN] <= metrics[names.P_CORE]
+    assert metrics[names.TRAIN_LOOP_TIME] == 9.0 and metrics[names.EVAL_TIME] == 4.0
 
 
 def test_process_start_is_in_the_past() -> None:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from suite import config, names
+from suite.distributed import Collectives, DistContext
 from suite.errors import NonFiniteLossError
 from suite.events import EventLog, read_events
 from suite.hooks import TrackingHook
@@ -28,6 +29,9 @@ class ToyWorkload:
         self.evals = 0
         self.output_dtypes: set[torch.dtype] = set()
 
+    def set_epoch(self, epoch: int) -> None:
+        return None
+
     def to_device(self, batch: Any, device: torch.device) -> Any:
         return batch
 
@@ -44,7 +48,8 @@ class ToyWorkload:
             loss = loss * float("nan")
         return loss, {"mse": loss}
 
-    def evaluate(self, model: nn.Module, device: torch.device, pin_memory: bool, autocast: Any) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module, device: torch.device, pin_memory: bool, autocast: Any,
+                 collectives: Collectives) -> dict[str, Any]:
         self.evals += 1
         return {names.MAP: 0.1 * self.evals}
 
@@ -63,7 +68,8 @@ def _trainer(tmp_path: Path, workload: ToyWorkload, overrides: list[str], batche
     tracker = MemoryTracker()
     trainer = Trainer(config=resolved.config, workload=workload, model=model, optimizer=optimizer, warmup=None,
                       lr_schedule=schedule, loader=loader, adapter=adapter, device=torch.device("cpu"),
-                      events=events, clock=PhaseClock(lambda: None), hooks=[TrackingHook(tracker, 1)])
+                      events=events, clock=PhaseClock(lambda: None),
+                      collectives=Collectives(DistContext(), torch.device("cpu")), hooks=[TrackingHook(tracker, 1)])
     return trainer, tracker, events
 
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from cases.detection.data import CocoDetection, GroupedBatchSampler, aspect_ratio_groups, check_root, collate
 from cases.detection.evaluator import CocoEvaluator
@@ -21,6 +21,7 @@ from cases.detection.models import check_detector_kwargs, resnet50_fpn
 from cases.detection.weights import verify_weights_file
 from suite import names
 from suite.config import BenchConfig
+from suite.distributed import Collectives, DistContext
 from suite.errors import ConfigError
 
 Batch = tuple[tuple[torch.Tensor, ...], tuple[dict[str, torch.Tensor], ...]]
@@ -40,6 +41,7 @@ class DetectionCase:
         self.val_set: CocoDetection | None = None
         self.weights_sha256: str | None = None
         self.trainable_layers: int | None = None
+        self._train_sampler: Sampler[int] | None = None
 
     # --- checks done before any run is created -------------------------------------------------------------
     def check(self, data_root: Path) -> None:
@@ -82,11 +84,18 @@ class DetectionCase:
         return self.build_detector(backbone)
 
     # --- data ------------------------------------------------------------------------------------------------
-    def train_loader(self, pin_memory: bool) -> DataLoader:
+    def train_loader(self, pin_memory: bool, context: DistContext) -> DataLoader:
+        """Shuffled, aspect-ratio grouped batches of this rank's shard (torchvision's recipe)."""
         assert self.train_set is not None, "check() builds the datasets"
         data = self.config.data
-        generator = torch.Generator().manual_seed(self.config.hp.seed)
-        sampler = RandomSampler(self.train_set, generator=generator)
+        seed = self.config.hp.seed
+        sampler: Sampler[int]
+        if context.distributed:
+            sampler = DistributedSampler(self.train_set, num_replicas=context.world_size, rank=context.rank,
+                                         shuffle=True, seed=seed)
+        else:
+            sampler = RandomSampler(self.train_set, generator=torch.Generator().manual_seed(seed))
+        self._train_sampler = sampler
         bs = self.config.hp.bs
         if data.aspect_ratio_group_factor >= 0:
             groups = aspect_ratio_groups(self.train_set.aspect_ratios(), data.aspect_ratio_group_factor)
@@ -96,11 +105,21 @@ class DetectionCase:
         return DataLoader(self.train_set, batch_sampler=batch_sampler, num_workers=data.workers,
                           collate_fn=collate, pin_memory=pin_memory, persistent_workers=data.workers > 0)
 
-    def val_loader(self, pin_memory: bool) -> DataLoader:
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle a distributed sampler per epoch (a seeded RandomSampler reshuffles by itself)."""
+        if isinstance(self._train_sampler, DistributedSampler):
+            self._train_sampler.set_epoch(epoch)
+
+    def val_loader(self, pin_memory: bool, context: DistContext) -> DataLoader:
+        """This rank's shard of the val split, in order (DistributedSampler repeats images to even out shards)."""
         assert self.val_set is not None, "check() builds the datasets"
         data = self.config.data
-        return DataLoader(self.val_set, batch_size=data.eval_bs, sampler=SequentialSampler(self.val_set),
-                          num_workers=data.workers, collate_fn=collate, pin_memory=pin_memory)
+        sampler: Sampler[int] = SequentialSampler(self.val_set)
+        if context.distributed:
+            sampler = DistributedSampler(self.val_set, num_replicas=context.world_size, rank=context.rank,
+                                         shuffle=False)
+        return DataLoader(self.val_set, batch_size=data.eval_bs, sampler=sampler, num_workers=data.workers,
+                          collate_fn=collate, pin_memory=pin_memory)
 
     @staticmethod
     def to_device(batch: Batch, device: torch.device) -> Batch:
@@ -141,25 +160,36 @@ class DetectionCase:
     # --- evaluation ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, model: nn.Module, device: torch.device, pin_memory: bool,
-                 autocast: Callable[[], contextlib.AbstractContextManager[Any]]) -> dict[str, Any]:
-        """Run the val split through the model; return {metric name: AP} plus the full stats and summaries."""
+                 autocast: Callable[[], contextlib.AbstractContextManager[Any]], collectives: Collectives
+                 ) -> dict[str, Any]:
+        """Every rank predicts its shard; rank 0 merges them (each image once) and computes COCO AP; all ranks get
+        the same {metric name: AP} plus the full stats, so their stopping decisions agree."""
         assert self.val_set is not None, "check() builds the datasets"
         evaluator = CocoEvaluator(self.val_set.coco, self.iou_types)
         was_training = model.training
         model.eval()
         try:
-            for images, targets in self.val_loader(pin_memory):
+            for images, targets in self.val_loader(pin_memory, collectives.context):
                 images = [image.to(device) for image in images]
                 with autocast():
                     outputs = model(images)
                 evaluator.add_outputs([int(t["image_id"]) for t in targets], outputs)
         finally:
             model.train(was_training)
-        stats = evaluator.evaluate()
-        metrics: dict[str, Any] = {names.IOU_TYPE_METRIC[t]: stats[t][0] for t in self.iou_types}
-        metrics["stats"] = stats
-        metrics["summaries"] = evaluator.summaries
-        return metrics
+        shards = collectives.gather_objects(evaluator.per_image)
+        metrics: dict[str, Any] | None = None
+        if collectives.context.is_main:
+            merged = CocoEvaluator(self.val_set.coco, self.iou_types)
+            merged.merge(shards)
+            stats = merged.evaluate()
+            metrics = {names.IOU_TYPE_METRIC[t]: stats[t][0] for t in self.iou_types}
+            metrics["stats"] = stats
+            metrics["summaries"] = merged.summaries
+            metrics["images_evaluated"] = len(merged.per_image)
+        shared = collectives.broadcast_object(metrics)
+        if metrics is not None and self.config.eval.save_predictions:
+            shared["predictions"] = merged.results  # rank 0 only: it alone records the run
+        return shared
 
     def targets_met(self, metrics: dict[str, Any]) -> bool:
         targets = self.config.train.targets

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,22 +43,37 @@ def results_from_output(image_id: int, output: dict[str, torch.Tensor], iou_type
 
 
 class CocoEvaluator:
-    """Accumulates COCO-format results for a set of images and evaluates them against the ground truth."""
+    """Accumulates COCO-format results per image and evaluates them against the ground truth.
+
+    Results are kept per image id, so shards from several ranks merge without double counting the images that a
+    distributed sampler repeats to even out its shards.
+    """
 
     def __init__(self, coco_gt: COCO, iou_types: Sequence[str]) -> None:
         self.coco_gt = coco_gt
         self.iou_types = tuple(iou_types)
-        self.image_ids: set[int] = set()
-        self.results: list[dict[str, Any]] = []
+        self.per_image: dict[int, list[dict[str, Any]]] = {}
         self.summaries: dict[str, str] = {}
 
     def add(self, image_ids: Iterable[int], results: Iterable[dict[str, Any]]) -> None:
-        self.image_ids.update(int(i) for i in image_ids)
-        self.results.extend(results)
+        for image_id in image_ids:
+            self.per_image.setdefault(int(image_id), [])
+        for result in results:
+            self.per_image.setdefault(int(result["image_id"]), []).append(result)
 
     def add_outputs(self, image_ids: Sequence[int], outputs: Sequence[dict[str, torch.Tensor]]) -> None:
-        for image_id, output in zip(image_ids, outputs, strict=False):
-            self.add([image_id], results_from_output(int(image_id), output, self.iou_types))
+        for image_id, output in zip(image_ids, outputs, strict=True):
+            self.per_image[int(image_id)] = results_from_output(int(image_id), output, self.iou_types)
+
+    def merge(self, shards: Iterable[Mapping[int, list[dict[str, Any]]]]) -> None:
+        """Add other ranks' per-image results; an image already present keeps its first results."""
+        for shard in shards:
+            for image_id, results in shard.items():
+                self.per_image.setdefault(int(image_id), results)
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return [r for image_id in sorted(self.per_image) for r in self.per_image[image_id]]
 
     def evaluate(self) -> dict[str, list[float]]:
         """Return the 12 COCO stats per IoU type. With no detections at all, AP and AR are 0 by definition."""
@@ -74,7 +89,7 @@ class CocoEvaluator:
                 # loadRes adds areas/ids to the dicts it is given; keep ours unchanged.
                 coco_dt = self.coco_gt.loadRes(copy.deepcopy(results))
                 evaluation = COCOeval(self.coco_gt, coco_dt, iouType=iou_type)
-                evaluation.params.imgIds = sorted(self.image_ids)
+                evaluation.params.imgIds = sorted(self.per_image)
                 evaluation.evaluate()
                 evaluation.accumulate()
                 evaluation.summarize()

@@ -34,6 +34,10 @@ class VendorAdapter(ABC):
     @abstractmethod
     def device(self, local_rank: int) -> torch.device: ...
 
+    def device_count(self) -> int | None:
+        """Devices on this node; None where processes, not devices, are the limit (the CPU)."""
+        return None
+
     @abstractmethod
     def synchronize(self, device: torch.device) -> None:
         """Block until all queued work on `device` is done (called at both edges of every timed window)."""

@@ -32,6 +32,9 @@ class CudaAdapter(VendorAdapter):
             raise VendorUnavailableError(f"the {self.name} adapter needs a CUDA device, and torch.cuda finds none "
                                          f"on this machine (torch {torch.__version__})")
 
+    def device_count(self) -> int | None:
+        return self.cuda.device_count()
+
     def device(self, local_rank: int) -> torch.device:
         self.cuda.set_device(local_rank)
         return torch.device(self.device_type, local_rank)

@@ -39,6 +39,9 @@ class KunlunxinAdapter(VendorAdapter):
         if xpu.device_count() == 0:
             raise VendorUnavailableError("torch_xmlir is installed but finds no XPU device on this machine")
 
+    def device_count(self) -> int | None:
+        return self.xmlir.xpu.device_count()
+
     def device(self, local_rank: int) -> torch.device:
         return self.xmlir.device(f"xpu:{local_rank}")
 

@@ -1,0 +1,136 @@
+"""Real multi-process runs on gloo through torchrun: 1x2, 2x1 as two loopback nodes, and a rank killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from cases.detection.data import load_coco
+from cases.detection.evaluator import CocoEvaluator
+from cases.detection.synthetic import SyntheticSpec, ensure_dataset
+from suite import names
+from tests.conftest import REPO, TINY, run_cli, search_runs
+
+KILL_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _download(tracking_uri: str, run_id: str, path: str) -> Path:
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, tracking_uri=tracking_uri))
+
+
+def test_1x2_run_sums_images_and_evaluates_each_image_once(tracking_uri: str, cache_dir: Path) -> None:
+    # 7 val images over 2 ranks: the distributed sampler repeats one image to even the shards.
+    result = run_cli("run", "--case", "retinanet", "--vendor", "cpu", "--topology", "1x2", "--synthetic",
+                     "--master-port", str(free_port()), *TINY, "--set", "data.synthetic.val=7",
+                     "--set", "train.max_steps=3", "--set", "hp.epochs=2", "--set", "eval.save_predictions=true")
+    assert result.returncode == 0, result.stderr[-4000:]
+    (run,) = search_runs(tracking_uri)
+    metrics, tags = run.data.metrics, run.data.tags
+    assert run.info.status == "FINISHED"
+    assert tags[names.TAG_WORLD_SIZE] == "2" and tags[names.TAG_NPROC_PER_NODE] == "2"
+    assert run.data.params["dist.master_addr"] == "127.0.0.1" and run.data.params["global_bs"] == "4"
+    assert metrics[names.IMAGES] == 2 * 3 * 2  # ranks x steps x per-device batch
+    assert metrics[names.P_WHOLE] <= metrics[names.P_TRAIN] <= metrics[names.P_CORE]
+
+    predictions = json.loads(_download(tracking_uri, run.info.run_id, "predictions/epoch2.json").read_text())
+    history = json.loads(_download(tracking_uri, run.info.run_id, "eval.json").read_text())[-1]
+    assert history["epoch"] == 2 and history["images_evaluated"] == 7
+    # an image evaluated on both ranks would show up as identical predictions twice
+    assert len({json.dumps(p, sort_keys=True) for p in predictions}) == len(predictions)
+    root = ensure_dataset(SyntheticSpec(train=8, val=7, width=128, height=128), cache_dir / "synthetic")
+    coco = load_coco(root / "annotations" / "instances_val2017.json")
+    single = CocoEvaluator(coco, ["bbox"])
+    single.add(coco.getImgIds(), predictions)
+    assert single.evaluate()["bbox"] == pytest.approx(history["stats"]["bbox"], abs=1e-12)
+    assert metrics[names.MAP] == pytest.approx(history["stats"]["bbox"][0], abs=1e-12)
+    artifacts = {a.path for a in mlflow.MlflowClient(tracking_uri).list_artifacts(run.info.run_id, "rank_logs")}
+    assert artifacts == {"rank_logs/rank1.log"}
+
+
+def test_2x1_two_nodes_on_loopback(tracking_uri: str) -> None:
+    port = str(free_port())
+    common = ["run", "--case", "retinanet", "--vendor", "cpu", "--topology", "2x1", "--synthetic",
+              "--master-addr", "127.0.0.1", "--master-port", port, *TINY, "--set", "train.max_steps=3",
+              "--set", "hp.epochs=2"]
+    node1 = subprocess.Popen([sys.executable, "-m", "suite", *common, "--node-rank", "1"], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    node0 = run_cli(*common, "--node-rank", "0")
+    _, node1_err = node1.communicate(timeout=300)
+    assert node0.returncode == 0, node0.stderr[-4000:]
+    assert node1.returncode == 0, node1_err[-4000:]
+    (run,) = search_runs(tracking_uri)  # only global rank 0 records
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[names.TAG_NNODES] == "2" and run.data.tags[names.TAG_WORLD_SIZE] == "2"
+    assert run.data.metrics[names.IMAGES] == 2 * 3 * 2
+    assert names.MAP in run.data.metrics
+
+
+def _rank_pid(rank: int, marker: str) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker" in cmdline and f"RANK={rank}".encode() in environ and marker.encode() in b"\0".join(environ):
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker through /proc")
+def test_killing_a_rank_ends_the_job_and_fails_the_run(tracking_uri: str) -> None:
+    job = subprocess.Popen([sys.executable, "-m", "suite", "run", "--case", "retinanet", "--vendor", "cpu",
+                            "--topology", "1x2", "--synthetic", "--master-port", str(free_port()), *TINY,
+                            "--set", "train.max_steps=500", "--set", "hp.epochs=100"],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert job.stderr is not None
+        seen = []
+        for line in job.stderr:  # wait until rank 1 is training
+            seen.append(line)
+            if "rank1 INFO suite.hooks: epoch 1 step 2" in line:
+                break
+        pid = _rank_pid(1, tracking_uri)
+        assert pid is not None, "".join(seen[-20:])
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        job.communicate(timeout=KILL_TIMEOUT_S)
+        assert time.monotonic() - killed_at < KILL_TIMEOUT_S
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode != 0
+    (run,) = search_runs(tracking_uri)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[names.TAG_STATUS] == "FAILED"
+    failure = run.data.tags[names.TAG_FAILURE]
+    assert failure.startswith("rank 1 ") and "SIGKILL" in failure
+    assert run.data.metrics[names.STEPS] >= 2  # what rank 0 measured before the job ended is kept
+
+
+def test_root_cause_prefers_the_killed_rank_over_follow_on_errors() -> None:
+    """torchrun's summary from a real run where rank 1 was SIGKILLed: rank 0 then lost its peer and was stopped."""
+    from suite.launcher import failure_entries, root_cause
+
+    lines = (Path(__file__).parent / "data" / "torchrun_rank_killed.txt").read_text().splitlines()
+    entries = failure_entries(lines)
+    assert {(e.rank.split()[0], e.stopped_by_torchrun) for e in entries} == {("0", True), ("1", False)}
+    assert root_cause(lines).startswith("rank 1 (local_rank: 1) on localhost exited with code -9")
+    assert root_cause(["nothing useful"]) is None
