@@ -267,7 +267,7 @@ def matrix_command(vendor: str, cases: str, topologies: str, repeat: int, data_r
     result = run_matrix(vendor=vendor, cases=case_names, topologies=topology_names, repeat=repeat,
                         run_args=run_args, experiment=experiment, strict=strict)
     rows = [{"case": m.case, "topology": m.topology, "round": str(m.round), "status": m.status,
-             "run_id": m.run_id or "", "reason": m.reason[:100]} for m in result.members]
+             "run_id": m.run_id or "", "reason": m.reason} for m in result.members]
     click.echo(render_table(rows, ("case", "topology", "round", "status", "run_id", "reason")))
     for reason in result.skipped:
         click.echo(f"skipped: {reason}")

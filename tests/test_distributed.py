@@ -33,6 +33,21 @@ def _download(tracking_uri: str, run_id: str, path: str) -> Path:
     return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, tracking_uri=tracking_uri))
 
 
+def _check_distributed_eval(run, tracking_uri: str, cache_dir: Path, val_images: int) -> None:
+    """Every val image evaluated once, and the recorded stats equal one process evaluating the merged predictions."""
+    predictions = json.loads(_download(tracking_uri, run.info.run_id, "predictions/epoch2.json").read_text())
+    history = json.loads(_download(tracking_uri, run.info.run_id, "eval.json").read_text())[-1]
+    assert history["epoch"] == 2 and history["images_evaluated"] == val_images
+    # an image evaluated on both ranks would show up as identical predictions twice
+    assert len({json.dumps(p, sort_keys=True) for p in predictions}) == len(predictions)
+    root = ensure_dataset(SyntheticSpec(train=8, val=val_images, width=128, height=128), cache_dir / "synthetic")
+    coco = load_coco(root / "annotations" / "instances_val2017.json")
+    single = CocoEvaluator(coco, ["bbox"])
+    single.add(coco.getImgIds(), predictions)
+    assert single.evaluate()["bbox"] == pytest.approx(history["stats"]["bbox"], abs=1e-12)
+    assert run.data.metrics[names.MAP] == pytest.approx(history["stats"]["bbox"][0], abs=1e-12)
+
+
 def test_1x2_run_sums_images_and_evaluates_each_image_once(tracking_uri: str, cache_dir: Path) -> None:
     # 7 val images over 2 ranks: the distributed sampler repeats one image to even the shards.
     result = run_cli("run", "--case", "retinanet", "--vendor", "cpu", "--topology", "1x2", "--synthetic",
@@ -47,26 +62,16 @@ def test_1x2_run_sums_images_and_evaluates_each_image_once(tracking_uri: str, ca
     assert metrics[names.IMAGES] == 2 * 3 * 2  # ranks x steps x per-device batch
     assert metrics[names.P_WHOLE] <= metrics[names.P_TRAIN] <= metrics[names.P_CORE]
 
-    predictions = json.loads(_download(tracking_uri, run.info.run_id, "predictions/epoch2.json").read_text())
-    history = json.loads(_download(tracking_uri, run.info.run_id, "eval.json").read_text())[-1]
-    assert history["epoch"] == 2 and history["images_evaluated"] == 7
-    # an image evaluated on both ranks would show up as identical predictions twice
-    assert len({json.dumps(p, sort_keys=True) for p in predictions}) == len(predictions)
-    root = ensure_dataset(SyntheticSpec(train=8, val=7, width=128, height=128), cache_dir / "synthetic")
-    coco = load_coco(root / "annotations" / "instances_val2017.json")
-    single = CocoEvaluator(coco, ["bbox"])
-    single.add(coco.getImgIds(), predictions)
-    assert single.evaluate()["bbox"] == pytest.approx(history["stats"]["bbox"], abs=1e-12)
-    assert metrics[names.MAP] == pytest.approx(history["stats"]["bbox"][0], abs=1e-12)
+    _check_distributed_eval(run, tracking_uri, cache_dir, val_images=7)
     artifacts = {a.path for a in mlflow.MlflowClient(tracking_uri).list_artifacts(run.info.run_id, "rank_logs")}
     assert artifacts == {"rank_logs/rank1.log"}
 
 
-def test_2x1_two_nodes_on_loopback(tracking_uri: str) -> None:
+def test_2x1_two_nodes_on_loopback(tracking_uri: str, cache_dir: Path) -> None:
     port = str(free_port())
     common = ["run", "--case", "retinanet", "--vendor", "cpu", "--topology", "2x1", "--synthetic",
               "--master-addr", "127.0.0.1", "--master-port", port, *TINY, "--set", "train.max_steps=3",
-              "--set", "hp.epochs=2"]
+              "--set", "hp.epochs=2", "--set", "eval.save_predictions=true"]
     node1 = subprocess.Popen([sys.executable, "-m", "suite", *common, "--node-rank", "1"], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     node0 = run_cli(*common, "--node-rank", "0")
@@ -77,7 +82,7 @@ def test_2x1_two_nodes_on_loopback(tracking_uri: str) -> None:
     assert run.info.status == "FINISHED"
     assert run.data.tags[names.TAG_NNODES] == "2" and run.data.tags[names.TAG_WORLD_SIZE] == "2"
     assert run.data.metrics[names.IMAGES] == 2 * 3 * 2
-    assert names.MAP in run.data.metrics
+    _check_distributed_eval(run, tracking_uri, cache_dir, val_images=4)
 
 
 def _rank_pid(rank: int, marker: str) -> int | None:
@@ -134,3 +139,24 @@ def test_root_cause_prefers_the_killed_rank_over_follow_on_errors() -> None:
     assert {(e.rank.split()[0], e.stopped_by_torchrun) for e in entries} == {("0", True), ("1", False)}
     assert root_cause(lines).startswith("rank 1 (local_rank: 1) on localhost exited with code -9")
     assert root_cause(["nothing useful"]) is None
+
+
+def test_matrix_runs_rounds_under_one_parent_with_scaling(tracking_uri: str) -> None:
+    # faster_rcnn members fail (topk_candidates is a RetinaNet argument): the matrix reports them and goes on.
+    result = run_cli("matrix", "--vendor", "cpu", "--cases", "retinanet,faster_rcnn", "--topologies", "1x1,1x2,2x1",
+                     "--repeat", "2", "--synthetic", *TINY, "--set", "model.detector_kwargs={topk_candidates: 500}")
+    assert result.returncode == 1
+    assert "skipped: 2x1 needs 2 nodes" in result.stdout
+    assert "4 of 8 matrix members did not finish" in result.stderr
+    runs = search_runs(tracking_uri)
+    (parent,) = [r for r in runs if r.data.tags.get("bench.kind") == "matrix"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted((r.data.tags[names.TAG_TOPOLOGY], r.data.tags[names.TAG_ROUND]) for r in children) == [
+        ("1x1", "0"), ("1x1", "1"), ("1x2", "0"), ("1x2", "1")]
+    assert all(r.info.status == "FINISHED" and r.data.tags[names.TAG_CASE] == "retinanet" for r in children)
+    assert "faster_rcnn" in result.stdout and "FasterRCNN has no argument 'topk_candidates'" in result.stdout
+    p_core = {t: sorted(r.data.metrics[names.P_CORE] for r in children if r.data.tags[names.TAG_TOPOLOGY] == t)
+              for t in ("1x1", "1x2")}
+    expected = (sum(p_core["1x2"]) / 2) / (2 * sum(p_core["1x1"]) / 2)  # medians of two rounds are their means
+    assert parent.data.metrics["retinanet.scaling_1x2.p_core"] == pytest.approx(expected)
+    assert parent.info.status == "FINISHED"
