@@ -185,9 +185,12 @@ def _launch(resolved: Any, settings: list[str], config_files: tuple[Path, ...], 
                                data_root=None if synthetic else str(prepared.data_root), synthetic=synthetic,
                                started_at=started_at, run_dir=launcher.default_run_dir(), node_rank=node_rank,
                                extra_tags=extra_tags)
-    result = launcher.launch(config, spec, visible_devices_var=prepared.adapter.visible_devices_var,
-                             run_tags={**runner.run_tags(prepared), **extra_tags},
-                             description=runner.describe(prepared))
+    visible_devices_var = prepared.adapter.visible_devices_var
+    tags = {**runner.run_tags(prepared), **extra_tags}
+    description = runner.describe(prepared)
+    del prepared  # the launcher waits for the whole job: don't hold the indexed datasets meanwhile
+    result = launcher.launch(config, spec, visible_devices_var=visible_devices_var, run_tags=tags,
+                             description=description)
     if result.run_id is not None:
         from suite.report import mlflow_run_row, render_table
 

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,6 +186,10 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
         returncode = process.wait()
     if tracker is not None:
         _settle_run(tracker, returncode, interrupted, kept)
+    if returncode == 0 and not interrupted:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        logger.error("node %d: worker logs kept in %s", spec.node_rank, run_dir)
     return LaunchResult(130 if interrupted else returncode, tracker.run_id if tracker is not None else None)
 
 
