@@ -35,8 +35,7 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     # torchrun sets RANK in each worker; log lines name the rank they come from.
     rank = os.environ.get("RANK", "0")
-    logging.basicConfig(level=level, format=f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(level=level, format=names.log_format(rank), stream=sys.stderr)
     logging.getLogger("suite").setLevel(level)
     logging.getLogger("cases").setLevel(level)
 
@@ -159,7 +158,7 @@ def run_command(case: str, vendor: str, topology: str, data_root: str, synthetic
     # A matrix member: its round, and the matrix's parent run (MLflow's standard parent tag).
     extra_tags = {names.TAG_ROUND: str(round_index)}
     if parent_run_id:
-        extra_tags["mlflow.parentRunId"] = parent_run_id
+        extra_tags[names.TAG_PARENT_RUN] = parent_run_id
     if resolved.config.world_size == 1:
         outcome = _run_one(case, vendor, topology, settings, data_root=root, synthetic=synthetic,
                            started_at=started_at, config_files=config_files, extra_tags=extra_tags)
@@ -176,10 +175,9 @@ def _launch(resolved: Any, settings: list[str], config_files: tuple[Path, ...], 
 
     config = resolved.config
     prepared = runner.prepare(resolved, data_root=data_root, synthetic=synthetic)  # every check, before any run
-    available = prepared.adapter.device_count()
-    if available is not None and available < config.nproc_per_node:
-        raise BenchError(f"topology {config.topology} needs {config.nproc_per_node} devices per node; this "
-                         f"machine has {available} for the {prepared.adapter.name} adapter")
+    shortfall = launcher.missing_devices(config.nproc_per_node, prepared.adapter.device_count())
+    if shortfall is not None:
+        raise BenchError(f"topology {config.topology} {shortfall} for the {prepared.adapter.name} adapter")
     spec = launcher.WorkerSpec(case=config.case, vendor=config.vendor, topology=config.topology,
                                overrides=settings, config_files=[str(f.resolve()) for f in config_files],
                                data_root=None if synthetic else str(prepared.data_root), synthetic=synthetic,
@@ -255,9 +253,9 @@ def matrix_command(vendor: str, cases: str, topologies: str, repeat: int, data_r
     if data_root and synthetic:
         raise click.UsageError("--data-root and --synthetic exclude each other")
     settings = [*overrides, *shlex.split(override_string), f"tracking.experiment={experiment}"]
-    for case in case_names:  # every member's config must resolve before anything starts
-        for topology in topology_names:
-            resolve(case, vendor, topology, settings, config_files)
+    # every member's config must resolve before anything starts
+    resolved = [resolve(case, vendor, topology, settings, config_files)
+                for case in case_names for topology in topology_names]
     run_args = ["--synthetic"] if synthetic else (["--data-root", data_root] if data_root else [])
     run_args += ["--mode", mode] if mode else []
     for path in config_files:
@@ -267,8 +265,9 @@ def matrix_command(vendor: str, cases: str, topologies: str, repeat: int, data_r
     from suite.matrix import run_matrix
     from suite.report import render_table
 
-    result = run_matrix(vendor=vendor, cases=case_names, topologies=topology_names, repeat=repeat,
-                        run_args=run_args, experiment=experiment, strict=strict)
+    result = run_matrix(vendor=vendor, adapter_name=resolved[0].config.accelerator.adapter, cases=case_names,
+                        topologies=topology_names, repeat=repeat, run_args=run_args, experiment=experiment,
+                        strict=strict)
     rows = [{"case": m.case, "topology": m.topology, "round": str(m.round), "status": m.status,
              "run_id": m.run_id or "", "reason": m.reason} for m in result.members]
     click.echo(render_table(rows, ("case", "topology", "round", "status", "run_id", "reason")))

@@ -67,6 +67,13 @@ def torchrun_command(config: BenchConfig, node_rank: int, spec_path: Path) -> li
             "-m", "suite", "worker", str(spec_path)]
 
 
+def missing_devices(nproc_per_node: int, device_count: int | None) -> str | None:
+    """Why this node cannot host `nproc_per_node` workers, or None (device_count None: processes, not devices)."""
+    if device_count is not None and device_count < nproc_per_node:
+        return f"needs {nproc_per_node} devices per node; this machine has {device_count}"
+    return None
+
+
 def child_environment(config: BenchConfig, visible_devices_var: str | None, extra: dict[str, str]
                       ) -> dict[str, str]:
     """The workers' environment: ours plus the vendor's variables, which this launcher process never applies."""
@@ -185,7 +192,7 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
         process.send_signal(signal.SIGTERM)  # torchrun forwards it to its workers
         returncode = process.wait()
     if tracker is not None:
-        _settle_run(tracker, returncode, interrupted, kept)
+        _settle_run(tracker.run_id, returncode, interrupted, kept)
     if returncode == 0 and not interrupted:
         shutil.rmtree(run_dir, ignore_errors=True)
     else:
@@ -193,12 +200,11 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
     return LaunchResult(130 if interrupted else returncode, tracker.run_id if tracker is not None else None)
 
 
-def _settle_run(tracker: object, returncode: int, interrupted: bool, lines: Iterable[str]) -> None:
+def _settle_run(run_id: str, returncode: int, interrupted: bool, lines: Iterable[str]) -> None:
     """Make the run's recorded status agree with how the job ended."""
     import mlflow
 
     client = mlflow.MlflowClient()
-    run_id = tracker.run_id  # type: ignore[attr-defined]
     if returncode == 0 and not interrupted:
         status = client.get_run(run_id).info.status
         if status != "FINISHED":  # rank 0 always ends the run; anything else is a launcher-level surprise

@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 from suite import names, registry
 from suite.config import parse_topology
 from suite.errors import BenchError
-from suite.launcher import stream_stderr
+from suite.launcher import missing_devices, stream_stderr
 from suite.scaling import THROUGHPUTS, efficiencies
 
 logger = logging.getLogger(__name__)
-TAG_KIND = "bench.kind"
-TAG_PARENT = "mlflow.parentRunId"
 
 
 @dataclass
@@ -56,9 +54,8 @@ def unavailable_reason(topology: str, device_count: int | None) -> str | None:
     if nodes > 1:
         return (f"{topology} needs {nodes} nodes; run `accelbench run --topology {topology} --node-rank i "
                 f"--master-addr NODE0` on each node")
-    if device_count is not None and device_count < per_node:
-        return f"{topology} needs {per_node} devices per node; this machine has {device_count}"
-    return None
+    shortfall = missing_devices(per_node, device_count)
+    return f"{topology} {shortfall}" if shortfall else None
 
 
 def _free_port() -> int:
@@ -76,14 +73,14 @@ def _member_command(member: Member, vendor: str, parent_run_id: str, run_args: S
     return command
 
 
-def run_matrix(*, vendor: str, cases: Sequence[str], topologies: Sequence[str], repeat: int,
+def run_matrix(*, vendor: str, adapter_name: str, cases: Sequence[str], topologies: Sequence[str], repeat: int,
                run_args: Sequence[str], experiment: str, strict: bool = False) -> MatrixResult:
     """Run every member; return what happened. `run_args` are passed to each `accelbench run` as they are."""
     import mlflow
 
     from suite.tracking import MlflowTracker
 
-    adapter = registry.adapter_class(_adapter_name(vendor))()
+    adapter = registry.adapter_class(adapter_name)()
     adapter.check_available()
     device_count = adapter.device_count()
     members: list[Member] = []
@@ -100,9 +97,10 @@ def run_matrix(*, vendor: str, cases: Sequence[str], topologies: Sequence[str], 
     tracker = MlflowTracker.start(experiment=experiment, run_name=f"matrix/{vendor}",
                                   description=f"Matrix of {', '.join(cases)} x {', '.join(topologies)} x "
                                               f"{repeat} rounds on {vendor}.",
-                                  tags={TAG_KIND: "matrix", names.TAG_VENDOR: vendor,
-                                        "bench.cases": ",".join(cases), "bench.topologies": ",".join(topologies),
-                                        "bench.repeat": str(repeat)})
+                                  tags={names.TAG_KIND: "matrix", names.TAG_VENDOR: vendor,
+                                        names.TAG_CASES: ",".join(cases),
+                                        names.TAG_TOPOLOGIES: ",".join(topologies),
+                                        names.TAG_REPEAT: str(repeat)})
     result = MatrixResult(tracker.run_id, members, skipped)
     for reason in skipped:
         logger.warning("skipping %s", reason)
@@ -120,8 +118,8 @@ def run_matrix(*, vendor: str, cases: Sequence[str], topologies: Sequence[str], 
             stream_stderr(process, kept)
             _record_member(member, tracker.run_id, process.wait(), list(kept))
         result.scaling = _log_scaling(tracker, result)
-        tracker.set_tags({"bench.failed_members": str(len(result.failed)),
-                          "bench.skipped": "; ".join(skipped) or "none"})
+        tracker.set_tags({names.TAG_FAILED_MEMBERS: str(len(result.failed)),
+                          names.TAG_SKIPPED: "; ".join(skipped) or "none"})
     except BaseException:
         status = "FAILED"
         raise
@@ -130,18 +128,11 @@ def run_matrix(*, vendor: str, cases: Sequence[str], topologies: Sequence[str], 
     return result
 
 
-def _adapter_name(vendor: str) -> str:
-    import yaml
-
-    data = yaml.safe_load((registry.vendor_dir(vendor) / registry.VENDOR_FILE).read_text(encoding="utf-8")) or {}
-    return str(data.get("accelerator", {}).get("adapter", ""))
-
-
 def _record_member(member: Member, parent_run_id: str, returncode: int, last_lines: list[str]) -> None:
     import mlflow
 
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              filter_string=f"tags.`{TAG_PARENT}` = '{parent_run_id}' and "
+                              filter_string=f"tags.`{names.TAG_PARENT_RUN}` = '{parent_run_id}' and "
                                             f"tags.`{names.TAG_CASE}` = '{member.case}' and "
                                             f"tags.`{names.TAG_TOPOLOGY}` = '{member.topology}' and "
                                             f"tags.`{names.TAG_ROUND}` = '{member.round}'")

@@ -50,7 +50,7 @@ class Case(Workload, Protocol):
     def backbone_init(self) -> str: ...
     def build_model(self) -> Any: ...
     def optimizer(self, model: Any) -> Any: ...
-    def train_loader(self, pin_memory: bool) -> Any: ...
+    def train_loader(self, pin_memory: bool, context: DistContext) -> Any: ...
     def schedulers(self, optimizer: Any, iters_per_epoch: int) -> tuple[Any, Any]: ...
 
 
@@ -145,8 +145,8 @@ def run_tags(prepared: Prepared) -> dict[str, str]:
         names.TAG_CONFIG_HASH: prepared.resolved.config_hash(),
         names.TAG_STATUS: "RUNNING",
         names.TAG_WEIGHTS: prepared.case.backbone_init,
-        "bench.data": "synthetic" if prepared.synthetic else "path",
-        "bench.data_root": str(prepared.data_root),
+        names.TAG_DATA: "synthetic" if prepared.synthetic else "path",
+        names.TAG_DATA_ROOT: str(prepared.data_root),
     }
     git = environment.git_state(SUITE_ROOT)
     if git:
@@ -185,7 +185,7 @@ def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: V
         memory = adapter.memory_gib(device)
         per_rank = collectives.gather_objects(memory)
         if events is not None:
-            events.point("mem_per_rank", per_rank)
+            events.point(names.KEY_MEM_PER_RANK, per_rank)
         for key in memory:
             metrics[key] = max(m.get(key, 0.0) for m in per_rank)
     if train_started_at is not None:
@@ -204,9 +204,8 @@ class RunFiles:
             self.workdir = parent / f"rank{rank}"
             self.workdir.mkdir(parents=True, exist_ok=True)
         self.parent = parent
-        self.rank = rank
         self.log_handler = logging.FileHandler(self.workdir / f"rank{rank}.log", encoding="utf-8")
-        self.log_handler.setFormatter(logging.Formatter(log_format(rank)))
+        self.log_handler.setFormatter(logging.Formatter(names.log_format(rank)))
         logging.getLogger().addHandler(self.log_handler)
         self.events = EventLog(self.workdir / names.ARTIFACT_EVENTS, rank=rank)
 
@@ -230,10 +229,6 @@ class RunFiles:
         self.close()
         if self.parent is None:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def log_format(rank: int) -> str:
-    return f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s"
 
 
 def execute(prepared: Prepared, *, started_at: float, tracker_factory: TrackerFactory = MlflowTracker.start,
@@ -271,10 +266,11 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
     collectives = Collectives(context, torch_device("cpu"))
     train_started_at: float | None = None
     try:
-        tracker.log_params(run_params(prepared.resolved))
-        env_record = environment.collect(adapter, config.accelerator.env)
-        tracker.set_tags({names.ENV_TAG_PREFIX + k: v for k, v in env_record.items()})
-        _write_config_artifacts(files.workdir, prepared.resolved, env_record)
+        if context.is_main:  # only rank 0 records; the other ranks' copies would never be uploaded
+            tracker.log_params(run_params(prepared.resolved))
+            env_record = environment.collect(adapter, config.accelerator.env)
+            tracker.set_tags({names.ENV_TAG_PREFIX + k: v for k, v in env_record.items()})
+            _write_config_artifacts(files.workdir, prepared.resolved, env_record)
 
         device = adapter.device(context.local_rank)
         init_process_group(context, config.accelerator.dist_backend, config.dist.timeout_s)
