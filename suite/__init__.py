@@ -3,6 +3,7 @@
 Importing this package is cheap: it does not import torch (the CLI's `list` and `show-config` rely on that).
 """
 
+import os
 import time
 
 __version__ = "0.1.0"
@@ -10,3 +11,7 @@ __version__ = "0.1.0"
 # Wall time when this process first imported the suite: the start of every e2e_time. (The OS's process start time
 # would also count whatever ran in the same PID before an `exec`, such as a setup script.)
 STARTED_AT = time.time()
+
+# No network at run time: MLflow's client otherwise phones home (config.mlflow-telemetry.io) on the first tracking
+# call, seen on the GPU machine. A user who wants it can set MLFLOW_DISABLE_TELEMETRY=false explicitly.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

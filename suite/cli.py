@@ -5,6 +5,8 @@
     accelbench run --case C --vendor V --topology NxM (--data-root DIR | --synthetic) [--config F] [--set k=v]
     accelbench smoke                                    the synthetic CPU demo of every case, then a table
     accelbench make-data --out DIR --train N --val M --size WxH
+    accelbench import-published                         the published pages' rows as runs (idempotent)
+    accelbench compare [--case C] [--vendors V,W] [--baseline V] [--out DIR]   tables, ratios, charts, report run
 
 Bad input prints one `accelbench: error: ...` line and exits 2 before any run is created; a failure during a run
 marks the MLflow run FAILED and exits 1.
@@ -38,6 +40,10 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format=names.log_format(rank), stream=sys.stderr)
     logging.getLogger("suite").setLevel(level)
     logging.getLogger("cases").setLevel(level)
+    # MLflow's own INFO lines ("Creating initial MLflow database tables...") are noise around our one-line errors
+    # and tables; -v brings them back. MLflow reads this when it is imported (after this point), and worker
+    # processes inherit it. A user's own MLFLOW_LOGGING_LEVEL wins.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -279,6 +285,91 @@ def matrix_command(vendor: str, cases: str, topologies: str, repeat: int, data_r
     if result.failed:
         raise RunError(f"{len(result.failed)} of {len(result.members)} matrix members did not finish: "
                        + "; ".join(f"{m.case} {m.topology} round {m.round} ({m.status})" for m in result.failed))
+
+
+def _names_option_values(text: tuple[str, ...] | str) -> list[str]:
+    items = text if isinstance(text, tuple) else (text,)
+    return [name.strip() for item in items for name in item.split(",") if name.strip()]
+
+
+def _check_names(kind: str, given: list[str], valid: list[str]) -> None:
+    from suite.errors import UnknownNameError
+
+    for name in given:
+        if name not in valid:
+            raise UnknownNameError(kind, name, valid)
+
+
+@cli.command("import-published")
+@click.option("--vendors", default="", help="Comma-separated vendors to import (default: every vendor with a "
+              "published.yaml).")
+@click.option("--experiment", default="accelbench", show_default=True, help="MLflow experiment of the runs.")
+def import_published_command(vendors: str, experiment: str) -> None:
+    """Record the published results pages as runs tagged bench.source=published (idempotent)."""
+    from suite.published import import_published, load_published, published_vendors
+
+    chosen = _names_option_values(vendors) or None
+    if chosen:
+        _check_names("vendor with published results", chosen, published_vendors())
+    rows = load_published(chosen)  # every cell is parsed before anything is written
+    report = import_published(rows, experiment=experiment)
+    _tag_project_run("import", {"created": len(report.created), "unchanged": len(report.unchanged),
+                                "replaced": len(report.replaced), "removed": len(report.removed)})
+    click.echo(f"published rows: {len(rows)}; created {len(report.created)}, unchanged {len(report.unchanged)}, "
+               f"replaced {len(report.replaced)}, removed {len(report.removed)} "
+               f"(experiment {experiment!r}, id {report.experiment_id})")
+
+
+def _tag_project_run(kind: str, metrics: dict[str, float]) -> None:
+    """Under `mlflow run`, the run MLflow created records what this command did (it is not a benchmark run)."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        return
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, names.TAG_KIND, kind)
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value)
+
+
+@cli.command("compare")
+@click.option("--case", "cases", multiple=True, help="Case(s) to compare, comma-separated or repeated "
+              "(default: every case with runs).")
+@click.option("--vendors", default="", help="Comma-separated vendors (default: all).")
+@click.option("--baseline", default="nvidia_a100", show_default=True, help="Vendor the ratios are relative to.")
+@click.option("--source", type=click.Choice(["all", "measured", "published"]), default="all", show_default=True)
+@click.option("--experiment", default="accelbench", show_default=True,
+              help="MLflow experiment searched, and where the comparison run is recorded.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("comparison"),
+              show_default=True, help="Folder for comparison.md/.csv/.html and the charts.")
+@click.option("--no-record", is_flag=True, help="Do not record a comparison run in MLflow.")
+def compare_command(cases: tuple[str, ...], vendors: str, baseline: str, source: str, experiment: str, out: Path,
+                    no_record: bool) -> None:
+    """Published-page tables per case: measured and published rows side by side, ratios, scaling, charts."""
+    from suite.compare_report import record_comparison_run, terminal_report, write_report
+    from suite.errors import DataError
+    from suite.results import compare, runs
+
+    case_names = _names_option_values(cases) or None
+    vendor_names = _names_option_values(vendors) or None
+    _check_names("case", case_names or [], sorted(registry.cases()))
+    _check_names("vendor", [*(vendor_names or []), baseline], registry.vendors())
+    frame = runs(case=case_names, vendor=vendor_names, source=None if source == "all" else source,
+                 experiments=[experiment])
+    if frame.empty:
+        wanted = ", ".join(f"{k}={','.join(v)}" for k, v in (("case", case_names), ("vendors", vendor_names),
+                                                             ("source", [source] if source != "all" else None))
+                           if v)
+        raise DataError(f"no finished runs match {wanted or 'anything'} in experiment {experiment!r}; run "
+                        f"`accelbench import-published` or a benchmark first")
+    comparison = compare(runs_frame=frame, baseline=baseline)
+    click.echo(terminal_report(comparison), nl=False)
+    report = write_report(comparison, out)
+    click.echo(f"wrote {', '.join(p.name for p in report.files)} to {out}")
+    if not no_record:
+        run_id = record_comparison_run(comparison, report, experiment)
+        click.echo(f"comparison run: {run_id}")
 
 
 @cli.command("make-data")

@@ -97,7 +97,7 @@ def run_matrix(*, vendor: str, adapter_name: str, cases: Sequence[str], topologi
     tracker = MlflowTracker.start(experiment=experiment, run_name=f"matrix/{vendor}",
                                   description=f"Matrix of {', '.join(cases)} x {', '.join(topologies)} x "
                                               f"{repeat} rounds on {vendor}.",
-                                  tags={names.TAG_KIND: "matrix", names.TAG_VENDOR: vendor,
+                                  tags={names.TAG_KIND: names.KIND_MATRIX, names.TAG_VENDOR: vendor,
                                         names.TAG_CASES: ",".join(cases),
                                         names.TAG_TOPOLOGIES: ",".join(topologies),
                                         names.TAG_REPEAT: str(repeat)})

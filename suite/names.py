@@ -73,6 +73,20 @@ TAG_GIT_DIRTY = "bench.git_dirty"
 ENV_TAG_PREFIX = "env."
 MATH_TAG_PREFIX = "math."
 SOURCE_MEASURED = "measured"
+SOURCE_PUBLISHED = "published"
+# Published rows (suite.published).
+TAG_PRECISION_PUBLISHED = "bench.precision_published"
+TAG_PUBLISHED_KEY = "bench.published_key"
+TAG_PUBLISHED_FROM = "bench.published_from"
+TAG_PUBLISHED_CELLS = "bench.published_cells"
+TAG_PUBLISHED_NOTE = "bench.published_note"
+TAG_PUBLISHED_HASH = "bench.published_hash"
+# Comparison runs (suite.compare_report).
+KIND_COMPARISON = "comparison"
+KIND_MATRIX = "matrix"
+TAG_BASELINE = "bench.baseline"
+TAG_VENDORS = "bench.vendors"
+TAG_DESCRIPTION = "mlflow.note.content"
 
 # Artifacts.
 ARTIFACT_CONFIG = "config/resolved.yaml"

@@ -24,6 +24,30 @@ MAX_TAG_LENGTH = 8000
 FLUSH_EVERY = 200
 
 
+# MLflow 3's UI opens an experiment on its GenAI overview unless the experiment says it holds training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
+
+
+def ensure_experiment(name: str, client: Any | None = None) -> str:
+    """The id of experiment `name`, created if missing, marked so the MLflow UI opens it on its runs table."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = client or mlflow.MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        try:
+            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND})
+        except MlflowException:  # created meanwhile by a concurrent run
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in found.tags:
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT_KIND)
+    return found.experiment_id
+
+
 class Tracker(Protocol):
     run_id: str
 
@@ -55,7 +79,7 @@ class MlflowTracker:
 
         attached = "MLFLOW_RUN_ID" in os.environ
         if not attached and not (os.environ.get("MLFLOW_EXPERIMENT_ID") or os.environ.get("MLFLOW_EXPERIMENT_NAME")):
-            mlflow.set_experiment(experiment)
+            mlflow.set_experiment(experiment_id=ensure_experiment(experiment))
         # With MLFLOW_RUN_ID set (mlflow run), start_run attaches to that run and ignores run_name.
         run = mlflow.start_run(run_name=run_name, description=description, tags=dict(tags or {}))
         if attached:

@@ -64,3 +64,15 @@ def search_runs(tracking_uri: str) -> list:
     if not experiments:
         return []
     return client.search_runs([e.experiment_id for e in experiments])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` need a CUDA device; where there is none (CI) they are skipped, not failed."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -65,3 +65,12 @@ def test_detector_kwargs_reach_torchvision_and_typos_are_rejected(tmp_path: Path
     with pytest.raises(ConfigError, match="FasterRCNN has no argument 'rpn_post_nms_topn_train' "
                                           r"\(did you mean 'rpn_post_nms_top_n_train'\?\)"):
         FasterRCNNCase(resolved.config).check(tmp_path)
+
+
+def test_warmup_is_capped_at_an_epoch_except_in_throughput_mode() -> None:
+    for mode, expected in (("convergence", 3), ("throughput", 100)):
+        settings = [f"train.mode={mode}", "hp.warmup_iters=100"]
+        case = FasterRCNNCase(config.resolve("faster_rcnn", "cpu", "1x1", settings).config)
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        warmup, _ = case.schedulers(optimizer, iters_per_epoch=4)
+        assert warmup.total_iters == expected, mode

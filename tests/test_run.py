@@ -159,3 +159,17 @@ def test_mlproject_main_entry_point(tracking_uri: str) -> None:
     assert run.data.tags.get("mlflow.project.entryPoint") == "main"
     assert run.data.metrics[names.STEPS] == 2
     assert run.data.params["train.max_steps"] == "2"
+
+
+def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on() -> None:
+    # No network at run time: MLflow would otherwise contact its telemetry host on the first tracking call.
+    probe = ("import os, sys, suite, mlflow.telemetry.utils as t; "
+             "sys.stdout.write(f'{t.is_telemetry_disabled()} {os.environ[\"MLFLOW_DISABLE_TELEMETRY\"]}')")
+    # MLflow also stays quiet under CI or pytest variables; take them away so only the suite's default counts.
+    ci_markers = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "CI", "PYTEST_CURRENT_TEST", "GITHUB_ACTIONS")
+    env = {k: v for k, v in os.environ.items() if k not in ci_markers}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=REPO)
+    assert result.stdout == "True true", result.stderr
+    env["MLFLOW_DISABLE_TELEMETRY"] = "false"
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=REPO)
+    assert result.stdout == "False false", result.stderr  # an explicit choice is the user's to make

@@ -141,9 +141,16 @@ class DetectionCase:
 
     def schedulers(self, optimizer: torch.optim.Optimizer, iters_per_epoch: int
                    ) -> tuple[torch.optim.lr_scheduler.LRScheduler | None, torch.optim.lr_scheduler.LRScheduler]:
-        """(epoch-0 linear warmup stepped per iteration, MultiStepLR stepped per epoch), torchvision's recipe."""
+        """(epoch-0 linear warmup stepped per iteration, MultiStepLR stepped per epoch), torchvision's recipe.
+
+        Throughput mode keeps the recipe's full warm-up: its step budget stands for the first steps of a real
+        training run, where warm-up spans far more than the budget. Capping it at a small (synthetic) epoch would
+        ramp to the full lr within a few dozen steps, which diverges from random init (seen on H100, bs 16).
+        """
         hp = self.config.hp
-        warmup_iters = min(hp.warmup_iters, iters_per_epoch - 1)
+        warmup_iters = hp.warmup_iters
+        if self.config.train.mode != "throughput":
+            warmup_iters = min(warmup_iters, iters_per_epoch - 1)
         warmup = None
         if warmup_iters > 0:
             warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=hp.warmup_factor,

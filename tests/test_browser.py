@@ -1,0 +1,189 @@
+"""The comparison report and the MLflow UI, loaded in a real headless browser (Debian's chromium).
+
+Skipped where chromium is not installed (`bash scripts/check_browser.sh` installs it and runs these). Screenshots go
+to $ACCELBENCH_SCREENSHOTS when set (the script sets it), else to the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from suite import names
+from suite.published import import_published, load_published
+from tests.conftest import run_cli
+from tests.test_results import _record
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/check_browser.sh)")
+# Without the background-networking switches chromium keeps dialling Google's hosts on a closed network.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1600,1000"]
+
+
+def _screenshot_dir(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("ACCELBENCH_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _chromium(url: str, profile: Path, *extra: str, budget_ms: int = 20000) -> str:
+    # Chromium's singleton socket lives in TMPDIR and its path must stay short (tests set a deep TMPDIR).
+    with tempfile.TemporaryDirectory(prefix="chromium-", dir="/tmp") as scratch:
+        result = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                                 f"--virtual-time-budget={budget_ms}", *extra, url],
+                                capture_output=True, text=True, timeout=180, env={**os.environ, "TMPDIR": scratch})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+class _Rows(HTMLParser):
+    """Text of every table row (<tr>) and of the whole document."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.text: list[str] = []
+        self._cell: list[str] | None = None
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._skip -= 1
+        elif tag in ("td", "th") and self._cell is not None and self.rows:
+            self.rows[-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            return
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _parse(dom: str) -> _Rows:
+    parser = _Rows()
+    parser.feed(dom)
+    return parser
+
+
+@pytest.fixture
+def compared(tmp_path: Path, tracking_uri: str) -> Path:
+    import_published(load_published())
+    _record(tracking_uri, vendor="nvidia_h100", topology="1x1", metrics={
+        "p_whole": 45.26, "p_train": 45.26, "p_core": 47.46, "mem": 29.1, "mem_total": 79.2, "e2e_time": 41.4})
+    out = tmp_path / "report"
+    result = run_cli("compare", "--case", "faster_rcnn", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def test_html_report_renders_the_rows_in_a_browser(compared: Path, tmp_path: Path) -> None:
+    url = (compared / "comparison.html").as_uri()
+    page = _parse(_chromium(url, tmp_path / "profile", "--dump-dom"))
+    rows = [r for r in page.rows if len(r) == 16 and r[0] in ("published", "measured")]  # not the scaling table
+    a100 = [(r[2], r[4], r[10]) for r in rows if r[1] == "nvidia_a100"]
+    assert a100 == [("1x1", "bs=16,lr=0.16", "45"), ("1x8", "/", "199"), ("1x8", "bs=16,lr=0.16", "298"),
+                    ("2x8", "bs=16,lr=0.16", "601")]
+    (h100,) = [r for r in rows if r[1] == "nvidia_h100"]
+    assert h100[0] == "measured" and h100[10] == "47.46" and h100[14] == "1.05x"
+    assert len(rows) == 11
+    shot = _screenshot_dir(tmp_path) / "comparison_html.png"
+    _chromium(url, tmp_path / "profile", f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ui_server(compared: Path, tracking_uri: str, tmp_path: Path):
+    port = _free_port()
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri,
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def test_mlflow_ui_runs_page_filters_by_case(ui_server: str, tracking_uri: str, tmp_path: Path) -> None:
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = client.get_experiment_by_name("accelbench").experiment_id
+    query = urllib.parse.quote(f"tags.`{names.TAG_CASE}` = 'faster_rcnn'")
+    url = f"{ui_server}/#/experiments/{experiment_id}/runs?searchFilter={query}"
+    text = " ".join(" ".join(_parse(_chromium(url, tmp_path / "profile", "--dump-dom")).text).split())
+    for run_name in ("faster_rcnn/nvidia_a100/1x1 (published bs=16,lr=0.16)", "faster_rcnn/nvidia_h100/1x1",
+                     "faster_rcnn/kunlunxin_r300/1x8 (published bs=16,lr=0.16)"):
+        assert run_name in text, run_name
+    assert "retinanet/" not in text and "11 matching runs" in text
+    shot = _screenshot_dir(tmp_path) / "mlflow_ui_runs.png"
+    _chromium(url, tmp_path / "profile", f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000
+
+    # The compare view of two runs shows their p_core side by side.
+    runs = client.search_runs([experiment_id], f"tags.`{names.TAG_CASE}` = 'faster_rcnn' and "
+                              f"tags.`{names.TAG_TOPOLOGY}` = '1x1' and metrics.p_core > 0")
+    assert len(runs) == 2
+    ids = json.dumps([r.info.run_id for r in runs])
+    url = (f"{ui_server}/#/compare-runs?runs={urllib.parse.quote(ids)}"
+           f"&experiments={urllib.parse.quote(json.dumps([experiment_id]))}")
+    text = " ".join(_parse(_chromium(url, tmp_path / "profile", "--dump-dom")).text).split()
+    # The metrics block lists the metric names, then each metric's values, one per run, in the same order.
+    block = text[text.index("Metrics", text.index("Parameters")):]
+    block = block[block.index("only") + 1: block.index("Artifacts")]
+    first_value = next(i for i, token in enumerate(block) if _is_number(token))
+    metric_names, values = block[:first_value], block[first_value:]
+    per_metric = {name: values[2 * i: 2 * i + 2] for i, name in enumerate(metric_names)}
+    assert sorted(per_metric["p_core"]) == ["45", "47.46"], per_metric
+    shot = _screenshot_dir(tmp_path) / "mlflow_ui_compare.png"
+    _chromium(url, tmp_path / "profile", f"--screenshot={shot}")

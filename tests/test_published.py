@@ -1,0 +1,176 @@
+"""Published reference rows: cell parsing, the shipped data against the pages, and idempotent import into MLflow."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from suite import names
+from suite.errors import ConfigError
+from suite.published import (
+    COLUMNS,
+    import_published,
+    load_published,
+    load_vendor_file,
+    parse_fix_hp,
+    parse_map,
+    parse_mem,
+    parse_number,
+    parse_topology,
+)
+from tests.conftest import FIXTURES, run_cli
+
+PAGES = FIXTURES / "published_pages"
+
+
+def test_cells_are_read_as_the_pages_mean_them() -> None:
+    assert parse_number("14086") == 14086 and parse_number(" 22.3 ") == 22.3
+    assert parse_number("37.0%") == pytest.approx(0.370) and parse_number("36.4%") == pytest.approx(0.364)
+    assert parse_number("") is None and parse_number("/") is None and parse_number("  ") is None
+    assert parse_map("0.382 && 0.343") == {"map": 0.382, "map_segm": 0.343}
+    assert parse_map("0.3529") == {"map": 0.3529} and parse_map("/") == {}
+    assert parse_mem("38.8/40.0") == {"mem": 38.8, "mem_total": 40.0} and parse_mem("") == {}
+    assert parse_fix_hp("bs=16,lr=0.16") == {"bs": 16, "lr": 0.16} and parse_fix_hp("/") == {}
+    assert parse_topology("A100单机8卡（1x8）") == "1x8" and parse_topology("MXC500 两机16卡（2x8）") == "2x8"
+    assert parse_topology("1x1") == "1x1"
+    for bad, parser in (("n/a", parse_number), ("0.38 && ", parse_map), ("37", parse_map), ("38.8/", parse_mem),
+                        ("bs:16", parse_fix_hp), ("A100单机8卡", parse_topology), ("1,000", parse_number)):
+        with pytest.raises(ValueError):
+            parser(bad)
+
+
+def _page_table(path: Path) -> list[list[str]]:
+    """The rows of the last Markdown table of a page (the performance table), cells stripped."""
+    tables, current = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip().startswith("|"):
+            current.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif current:
+            tables.append(current)
+            current = []
+    if current:
+        tables.append(current)
+    rows = tables[-1][2:]  # header and rule
+    return [row for row in rows if not all(re.fullmatch(r"-+", c or "-") for c in row)]
+
+
+def test_shipped_rows_are_the_pages_cell_for_cell() -> None:
+    rows = load_published()
+    checked = 0
+    for page in sorted(PAGES.glob("0*.txt")):
+        shipped = [r for r in rows if r.source == f"seeds/{page.name}"]
+        assert [list(r.cells) for r in shipped] == _page_table(page), page.name
+        checked += len(shipped)
+    # The A100 retinanet/mask_rcnn rows come from reference.md section 4 (columns without precision).
+    reference = {(r[0], r[1], r[2]): r for r in _page_table(PAGES / "reference_section4.md")}
+    for row in rows:
+        if row.source == "reference.md section 4":
+            expected = reference[(row.case, row.topology, row.fix_hp)]
+            assert [row.cells[0], *row.cells[2:]] == expected[1:], row.key
+            checked += 1
+    assert checked == len(rows) == 22
+    # ...and every number of the seeds' A100 faster_rcnn rows equals the reference table too
+    for row in rows:
+        if row.vendor == "nvidia_a100" and row.case == "faster_rcnn":
+            expected = reference[(row.case, row.topology, row.fix_hp)]
+            assert list(row.cells[3:]) == expected[3:], row.key
+
+
+def test_interpretation_of_the_shipped_rows() -> None:
+    rows = {r.key: r for r in load_published()}
+    a100 = rows["nvidia_a100|faster_rcnn|1x8|bs=16,lr=0.16"]
+    assert a100.metrics == {"e2e_time": 11848, "p_whole": 187, "p_train": 199, "p_core": 298, "map": 0.366,
+                            "mem": 38.8, "mem_total": 40.0}
+    assert a100.precision == "tf32" and a100.precision_published == "fp32" and a100.mode == "convergence"
+    assert a100.params() == {"bs": "16", "lr": "0.16", "global_bs": "128", "precision": "tf32",
+                             "mode": "convergence"}
+    one = rows["nvidia_a100|faster_rcnn|1x1|bs=16,lr=0.16"]
+    assert names.E2E_TIME not in one.metrics and names.MAP not in one.metrics  # blank stays missing
+    assert one.mode == "throughput"
+    c500 = rows["metax_c500|mask_rcnn|1x8|bs=8,lr=0.0001"]
+    assert c500.metrics == {"map": 0.382, "map_segm": 0.343, "mem": 37.1, "mem_total": 64.0}
+    assert "mask_rcnn/1x8.yaml) uses bs=16,lr=0.16" in c500.notes[0]
+    assert rows["metax_c500|faster_rcnn|1x1|/"].metrics == {}
+    r300 = rows["kunlunxin_r300|faster_rcnn|1x8|bs=16,lr=0.16"]
+    assert r300.precision == "fp32" and r300.metrics["map"] == pytest.approx(0.364)
+    assert r300.tags()["env.container_image"] == "pytorch1.12.1-cpu-ubuntu18.04:v0.04"
+
+
+def _published_runs(tracking_uri: str) -> list:
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("accelbench")
+    return client.search_runs([experiment.experiment_id], f"tags.`{names.TAG_SOURCE}` = 'published'",
+                              max_results=1000)
+
+
+def test_import_records_runs_like_measured_ones_and_is_idempotent(tracking_uri: str) -> None:
+    rows = load_published()
+    first = import_published(rows)
+    assert len(first.created) == 22 and not first.unchanged
+    runs = _published_runs(tracking_uri)
+    assert len(runs) == 22 and {r.info.status for r in runs} == {"FINISHED"}
+    by_key = {r.data.tags[names.TAG_PUBLISHED_KEY]: r for r in runs}
+    run = by_key["nvidia_a100|faster_rcnn|2x8|bs=16,lr=0.16"]
+    assert run.info.run_name == "faster_rcnn/nvidia_a100/2x8 (published bs=16,lr=0.16)"
+    assert run.data.metrics == {"p_whole": 351, "p_train": 383, "p_core": 601, "mem": 39.0, "mem_total": 40.0}
+    assert run.data.params["bs"] == "16" and run.data.params["global_bs"] == "256"
+    tags = run.data.tags
+    assert tags[names.TAG_CASE] == "faster_rcnn" and tags[names.TAG_TOPOLOGY] == "2x8"
+    assert tags[names.TAG_NNODES] == "2" and tags[names.TAG_WORLD_SIZE] == "16"
+    assert tags["env.driver"] == "470.129.06" and tags["env.kernel"] == "5.4.0-113-generic"
+    assert tags["env.os_version"] == "Ubuntu 20.04" and tags["env.docker"] == "20.10.16"
+    assert tags["env.framework"] == "pytorch-1.8.0a0+52ea372" and tags["env.interconnect"].startswith("InfiniBand")
+    assert "| A100两机8卡（2x8） | fp32 | bs=16,lr=0.16 |" in tags[names.TAG_DESCRIPTION]
+    experiment = mlflow.MlflowClient(tracking_uri).get_experiment_by_name("accelbench")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+    again = import_published(rows)
+    assert len(again.unchanged) == 22 and not again.created and not again.replaced
+    assert len(_published_runs(tracking_uri)) == 22
+
+    # A corrected row replaces its run; a row gone from the data takes its run with it.
+    changed = [dataclasses.replace(r, metrics={**r.metrics, "p_core": 600.0})
+               if r.key == "nvidia_a100|faster_rcnn|2x8|bs=16,lr=0.16" else r for r in rows]
+    changed = [r for r in changed if r.key != "nvidia_a100|retinanet|1x1|bs=16,lr=0.04"]
+    third = import_published(changed)
+    assert third.replaced == ["nvidia_a100|faster_rcnn|2x8|bs=16,lr=0.16"]
+    assert third.removed == ["nvidia_a100|retinanet|1x1|bs=16,lr=0.04"]
+    runs = _published_runs(tracking_uri)
+    assert len(runs) == 21
+    assert {r.data.metrics.get("p_core") for r in runs if r.data.tags[names.TAG_TOPOLOGY] == "2x8"
+            and r.data.tags[names.TAG_CASE] == "faster_rcnn" and r.data.tags[names.TAG_VENDOR] == "nvidia_a100"} \
+        == {600.0}
+
+
+@pytest.mark.parametrize(("cells", "message"), [
+    (["1x8", "fp32", "/", "abc", "", "", "", "", ""], r"row 1: e2e_time: 'abc' is not a number"),
+    (["1x8", "fp32", "/", "", "", "", "", "0.4 && 0.3 && 0.2", ""], r"row 1: map: .* more than two"),
+    (["1x8", "fp32", "bs=16,momentum=1", "", "", "", "", "", ""], r"row 1: fix_hp names momentum"),
+    (["1x8", "bf16", "/", "", "", "", "", "", ""], r"row 1: precision 'bf16' has no entry"),
+    (["单机8卡", "fp32", "/", "", "", "", "", "", ""], r"row 1: '单机8卡' names no NxM topology"),
+    (["1x8", "fp32", "/"], r"row 1: 3 cells, the columns are 9"),
+])
+def test_bad_published_cells_name_file_page_row_and_column(tmp_path: Path, cells: list[str], message: str) -> None:
+    path = tmp_path / "published.yaml"
+    quoted = ", ".join(f'"{c}"' for c in cells)
+    path.write_text(f"precision: {{fp32: tf32}}\npages:\n  - source: page.txt\n    case: retinanet\n"
+                    f"    columns: [{', '.join(COLUMNS)}]\n    rows:\n      - [{quoted}]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=message) as error:
+        load_vendor_file("nvidia_a100", path)
+    assert str(path) in str(error.value) and "pages[0] (page.txt)" in str(error.value)
+
+
+def test_import_published_command_twice(tracking_uri: str) -> None:
+    first = run_cli("import-published")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "published rows: 22; created 22, unchanged 0" in first.stdout
+    second = run_cli("import-published", "--vendors", "metax_c500,nvidia_a100")
+    assert second.returncode == 0 and "published rows: 19; created 0, unchanged 19" in second.stdout
+    assert len(_published_runs(tracking_uri)) == 22
+    bad = run_cli("import-published", "--vendors", "nvidia_h100")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "unknown vendor with published results 'nvidia_h100'" in bad.stderr

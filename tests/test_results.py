@@ -1,0 +1,189 @@
+"""suite.results and `accelbench compare` over a real SQLite store: published rows beside real and recorded runs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from suite import names, results
+from suite.compare_report import format_number
+from suite.published import import_published, load_published
+from suite.tracking import ensure_experiment
+from tests.conftest import TINY, run_cli
+
+
+def _record(tracking_uri: str, *, vendor: str, topology: str, metrics: dict[str, float], round_index: int = 0,
+            case: str = "faster_rcnn", precision: str = "tf32", bs: int = 16, lr: float = 0.16,
+            fix_hp: str = "bs=16,lr=0.16", mode: str = "throughput", status: str = "FINISHED") -> str:
+    """A measured run as the runner records it (tags, params, metrics), for aggregation arithmetic."""
+    client = mlflow.MlflowClient(tracking_uri)
+    nodes, per_node = (int(x) for x in topology.split("x"))
+    run = client.create_run(ensure_experiment("accelbench", client), run_name=f"{case}/{vendor}/{topology}", tags={
+        names.TAG_CASE: case, names.TAG_VENDOR: vendor, names.TAG_ACCELERATOR: vendor.upper(),
+        names.TAG_TOPOLOGY: topology, names.TAG_NNODES: str(nodes), names.TAG_NPROC_PER_NODE: str(per_node),
+        names.TAG_WORLD_SIZE: str(nodes * per_node), names.TAG_PRECISION: precision, names.TAG_FIX_HP: fix_hp,
+        names.TAG_MODE: mode, names.TAG_SOURCE: names.SOURCE_MEASURED, names.TAG_ROUND: str(round_index),
+        names.TAG_STATUS: status})
+    for key, value in {"bs": bs, "lr": lr, "global_bs": bs * nodes * per_node, "precision": precision,
+                       "mode": mode}.items():
+        client.log_param(run.info.run_id, key, value)
+    for key, value in metrics.items():
+        client.log_metric(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id, status)
+    return run.info.run_id
+
+
+@pytest.fixture
+def store(tracking_uri: str) -> str:
+    import_published(load_published())
+    return tracking_uri
+
+
+def test_runs_returns_stable_columns_and_the_published_c500_row(store: str) -> None:
+    frame = results.runs(case="mask_rcnn")
+    assert list(frame.columns) == list(results.COLUMNS)
+    c500 = frame[(frame["vendor"] == "metax_c500") & (frame["topology"] == "1x8")].iloc[0]
+    assert c500["map"] == 0.382 and c500["map_segm"] == 0.343 and c500["source"] == "published"
+    assert c500["bs"] == 8 and c500["lr"] == 0.0001 and c500["precision"] == "tf32"
+    assert c500["precision_published"] == "fp32" and pd.isna(c500["p_core"])
+    assert len(frame) == 6 and set(frame["vendor"]) == {"nvidia_a100", "metax_c500"}
+    assert len(results.runs(vendor=["metax_c500", "kunlunxin_r300"])) == 12
+    assert len(results.runs(source="published", topology="2x8", case=["faster_rcnn", "retinanet"])) == 5
+    assert results.runs(case="mask_rcnn", experiments=["nowhere"]).empty
+    assert list(results.runs(case="nothing").columns) == list(results.COLUMNS)
+
+
+def test_compare_aggregates_repeats_ratios_and_scaling(store: str) -> None:
+    for round_index, p_core in enumerate((47.0, 48.0, 50.0)):
+        _record(store, vendor="nvidia_h100", topology="1x1", round_index=round_index,
+                metrics={"p_whole": p_core - 2, "p_train": p_core - 2, "p_core": p_core, "mem": 29.1,
+                         "mem_total": 79.2})
+    _record(store, vendor="nvidia_h100", topology="1x8", metrics={"p_whole": 300.0, "p_train": 310, "p_core": 320})
+    _record(store, vendor="nvidia_h100", topology="1x1", metrics={"p_core": 1.0}, status="FAILED")  # left out
+    comparison = results.compare(case="faster_rcnn")
+    table = comparison.table
+    h100 = table[(table["vendor"] == "nvidia_h100") & (table["topology"] == "1x1")].iloc[0]
+    assert h100["n"] == 3 and h100["p_core"] == 48.0
+    assert h100["p_core_min"] == 47.0 and h100["p_core_max"] == 50.0
+    assert h100["p_core_spread"] == pytest.approx(3 / 48)
+    assert h100["p_core_vs_baseline"] == pytest.approx(48 / 45)  # the A100's published 1x1 bs=16 p_core
+    assert h100["baseline"] == "nvidia_a100 1x1 bs=16,lr=0.16 (published)"
+    h100_8 = table[(table["vendor"] == "nvidia_h100") & (table["topology"] == "1x8")].iloc[0]
+    assert h100_8["scaling"] == pytest.approx(320 / (8 * 48))
+    assert h100_8["p_core_vs_baseline"] == pytest.approx(320 / 298)  # same bs: the bs=16 1x8 row, not bs=2
+    a100 = table[(table["vendor"] == "nvidia_a100")]
+    assert list(a100["p_core"]) == [45, 199, 298, 601] and list(a100["source"].unique()) == ["published"]
+    assert a100[a100["topology"] == "2x8"]["scaling"].iloc[0] == pytest.approx(601 / (2 * 298))
+    r300 = table[table["vendor"] == "kunlunxin_r300"]
+    assert r300["p_core"].isna().all() and r300["p_core_vs_baseline"].isna().all()
+    assert r300[r300["topology"] == "1x8"]["map"].iloc[0] == pytest.approx(0.364)
+    scaling = comparison.scaling
+    assert set(scaling[scaling["vendor"] == "nvidia_a100"]["topology"]) == {"1x8", "2x8"}
+    # fp32 rows have no baseline at fp32: the ratio stays blank rather than mixing precisions
+    _record(store, vendor="cpu", topology="1x1", precision="fp32", metrics={"p_core": 1.0})
+    table = results.compare(case="faster_rcnn", vendors=["cpu", "nvidia_a100"]).table
+    assert pd.isna(table[table["vendor"] == "cpu"]["p_core_vs_baseline"].iloc[0])
+
+
+def test_format_number_keeps_published_digits() -> None:
+    assert [format_number(v) for v in (14086, 199.0, 144.3, 22.3, 0.3529, 0.37, 47.457246, 0.0, None)] == \
+        ["14086", "199", "144.3", "22.3", "0.3529", "0.37", "47.46", "0", ""]
+
+
+def _terminal_rows(text: str) -> list[dict[str, str]]:
+    """The first table of `accelbench compare` output, cut at the header's column offsets."""
+    lines = text.splitlines()
+    header_index = next(i for i, line in enumerate(lines) if line.startswith("source "))
+    header = lines[header_index]
+    starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 1] == " ")]
+    columns = header.split()
+    rows = []
+    for line in lines[header_index + 2:]:
+        if not line.strip() or line.startswith("  note") or line.startswith("scaling"):
+            break
+        bounds = [*starts[1:], None]
+        rows.append({c: line[a:b].strip() for c, a, b in zip(columns, starts, bounds, strict=True)})
+    return rows
+
+
+def test_compare_command_after_import_and_a_real_run(tmp_path: Path, tracking_uri: str) -> None:
+    assert run_cli("import-published").returncode == 0
+    measured = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *TINY)
+    assert measured.returncode == 0, measured.stderr[-2000:]
+    out = tmp_path / "report"
+    result = run_cli("compare", "--case", "faster_rcnn", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _terminal_rows(result.stdout)
+    published = ("e2e_time", "p_whole", "p_train", "p_core", "mAP", "mem")
+    a100 = [tuple(r[c] for c in ("topology", "fix_hp", *published)) for r in rows if r["vendor"] == "nvidia_a100"]
+    assert a100 == [("1x1", "bs=16,lr=0.16", "", "26", "27", "45", "", "33.7/40.0"),
+                    ("1x8", "/", "14086", "144", "150", "199", "0.37", "7.9/40.0"),
+                    ("1x8", "bs=16,lr=0.16", "11848", "187", "199", "298", "0.366", "38.8/40.0"),
+                    ("2x8", "bs=16,lr=0.16", "", "351", "383", "601", "", "39.0/40.0")]
+    assert all(r["source"] == "published" and r["precision"] == "tf32 (page: fp32)" for r in rows
+               if r["vendor"] == "nvidia_a100")
+    r300 = [tuple(r[c] for c in ("topology", *published)) for r in rows if r["vendor"] == "kunlunxin_r300"]
+    assert r300 == [("1x1", "", "", "", "", "", "17.0/32.0"), ("1x8", "", "", "", "", "0.364", "28.0/32.0"),
+                    ("2x8", "", "", "", "", "", "15.0/32.0")]
+    c500 = [tuple(r[c] for c in published) for r in rows if r["vendor"] == "metax_c500"]
+    assert c500 == [("",) * 6] * 3  # the C500 faster_rcnn page publishes no numbers at all
+    (cpu,) = [r for r in rows if r["vendor"] == "cpu"]
+    assert cpu["source"] == "measured" and cpu["precision"] == "fp32" and float(cpu["p_core"]) > 0
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("measured   cpu") for line in lines)
+    assert {p.name for p in out.iterdir()} == {"comparison.md", "comparison.csv", "comparison.html",
+                                               "throughput_faster_rcnn.png", "map_curves_faster_rcnn.png"}
+    with (out / "comparison.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["vendor"] for r in rows} == {"nvidia_a100", "metax_c500", "kunlunxin_r300", "cpu"}
+    assert "| published | nvidia_a100 | 2x8 |" in (out / "comparison.md").read_text()
+    page = (out / "comparison.html").read_text()
+    assert page.count('<tr class="published">') == 10 and page.count('<tr class="measured">') == 1
+    assert page.count("data:image/png;base64,") == 2
+
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("accelbench")
+    (run,) = client.search_runs([experiment.experiment_id], f"tags.`{names.TAG_KIND}` = 'comparison'")
+    assert run.info.status == "FINISHED" and run.data.tags[names.TAG_BASELINE] == "nvidia_a100"
+    assert "| published | nvidia_a100 | 1x1 |" in run.data.tags[names.TAG_DESCRIPTION]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {p.name for p in out.iterdir()}
+    # the comparison run is not a benchmark run
+    assert results.runs(source="measured")["run_id"].tolist() == [
+        r.info.run_id for r in client.search_runs([experiment.experiment_id], "tags.`bench.source` = 'measured'")]
+
+
+def test_compare_rejects_bad_names_and_empty_selections(tmp_path: Path) -> None:
+    for args, message in ((["--case", "yolo"], "unknown case 'yolo'"),
+                          (["--baseline", "nvidia_a10"], "unknown vendor 'nvidia_a10' (did you mean"),
+                          (["--case", "retinanet"],
+                           "no finished runs match case=retinanet in experiment 'accelbench'")):
+        result = run_cli("compare", *args, "--out", str(tmp_path / "out"))
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_mlproject_import_published_and_compare_entry_points(tmp_path: Path, tracking_uri: str) -> None:
+    from tests.test_run import _mlflow_run
+
+    imported = _mlflow_run("-e", "import_published")
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    out = tmp_path / "report"
+    compared = _mlflow_run("-e", "compare", "-P", "case=mask_rcnn", "-P", f"out={out}")
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    assert (out / "comparison.html").is_file()
+    client = mlflow.MlflowClient(tracking_uri)
+    project_runs = {r.data.tags["mlflow.project.entryPoint"]: r for e in client.search_experiments()
+                    for r in client.search_runs([e.experiment_id]) if "mlflow.project.entryPoint" in r.data.tags}
+    assert project_runs["import_published"].data.tags[names.TAG_KIND] == "import"
+    assert project_runs["import_published"].data.metrics["created"] == 22
+    comparison = project_runs["compare"]  # the run `mlflow run` created holds the comparison
+    assert f"=== Run (ID '{comparison.info.run_id}') succeeded ===" in compared.stderr
+    assert comparison.data.tags[names.TAG_KIND] == "comparison"
+    assert comparison.data.tags[names.TAG_CASES] == "mask_rcnn"
+    assert "comparison.html" in {a.path for a in client.list_artifacts(comparison.info.run_id)}
+    assert len(results.runs(source="published")) == 22  # neither project run is counted as a benchmark run
