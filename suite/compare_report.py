@@ -153,6 +153,24 @@ def markdown_report(comparison: Comparison) -> str:
 
 
 # --- charts -------------------------------------------------------------------------------------------------
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, ax: Any, title: str, path: Path) -> Path:
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
 def _series_label(r: dict[str, Any]) -> str:
     return f"{r['vendor']} {r['precision']} {_text(r['fix_hp'], '/')} ({r['source']})"
 
@@ -162,12 +180,9 @@ def throughput_chart(table: pd.DataFrame, case: str, path: Path) -> Path | None:
     rows = [r for r in table.to_dict("records") if _present(r[names.P_CORE])]
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from suite.config import parse_topology
+
+    plt = _pyplot()
 
     topologies = sorted({r["topology"] for r in rows}, key=parse_topology)
     series: dict[str, dict[str, float]] = {}
@@ -182,12 +197,7 @@ def throughput_chart(table: pd.DataFrame, case: str, path: Path) -> Path | None:
         ax.bar_label(bars, labels=[format_number(y) for y in ys], fontsize=7)
     ax.set_xticks(range(len(topologies)), topologies)
     ax.set_ylabel("p_core (images/s)")
-    ax.set_title(f"{case}: p_core per accelerator and topology")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, f"{case}: p_core per accelerator and topology", path)
 
 
 def map_chart(table: pd.DataFrame, history: pd.DataFrame, runs: pd.DataFrame, case: str, path: Path) -> Path | None:
@@ -196,12 +206,7 @@ def map_chart(table: pd.DataFrame, history: pd.DataFrame, runs: pd.DataFrame, ca
                  if r["source"] == names.SOURCE_PUBLISHED and _present(r[names.MAP])]
     if history.empty and not published:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = _pyplot().subplots(figsize=(7, 4.2))
     info = runs.set_index("run_id")
     for (run_id, metric), points in history.groupby(["run_id", "metric"], sort=False):
         r = info.loc[run_id]
@@ -220,12 +225,7 @@ def map_chart(table: pd.DataFrame, history: pd.DataFrame, runs: pd.DataFrame, ca
     ax.set_xlim(0, max(1, last_epoch) + 0.5)
     ax.set_xlabel("epoch")
     ax.set_ylabel("mAP")
-    ax.set_title(f"{case}: mAP per epoch")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, f"{case}: mAP per epoch", path)
 
 
 # --- HTML ---------------------------------------------------------------------------------------------------

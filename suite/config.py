@@ -121,6 +121,7 @@ class EvalSettings(_Strict):
 class TrackingSettings(_Strict):
     experiment: str = "accelbench"
     log_every: int = Field(10, gt=0, description="steps between per-step metric records")
+    telemetry_interval_s: float = Field(1.0, gt=0, description="device telemetry sampling period (NVML, ...)")
 
 
 class BenchConfig(_Strict):

@@ -21,7 +21,8 @@ PACKAGES = ("torch", "torchvision", "pycocotools", "mlflow", "numpy", "pydantic"
 # Variables that change math or communication; values of anything else are never read.
 ENV_ALLOW_PREFIXES = ("NCCL_", "BKCL_", "XACC_", "XDNN_", "XMLIR_", "METAX_", "MACA_")
 ENV_ALLOW_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "XPU_VISIBLE_DEVICES",
-                   "NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "CUBLAS_WORKSPACE_CONFIG")
+                   "NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "CUBLAS_WORKSPACE_CONFIG",
+                   "CUDA_LAUNCH_BLOCKING", "NVIDIA_PYTORCH_VERSION", "PYTORCH_CUDA_ALLOC_CONF")
 SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL", "AUTH")
 
 
@@ -74,6 +75,91 @@ def captured_env_vars(environ: Mapping[str, str], extra_names: Iterable[str] = (
     return dict(sorted(captured.items()))
 
 
+def container() -> dict[str, str]:
+    """Whether this process runs in a container, and its image where the runtime tells (podman does)."""
+    found: dict[str, str] = {}
+    if Path("/run/.containerenv").is_file():
+        found["container"] = "podman"
+        try:
+            for line in Path("/run/.containerenv").read_text(encoding="utf-8").splitlines():
+                if line.startswith("image="):
+                    found["container_image"] = line.split("=", 1)[1].strip().strip('"')
+        except OSError:
+            pass
+    elif Path("/.dockerenv").exists():
+        found["container"] = "docker"
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        found["container"] = "kubernetes"
+    else:
+        try:
+            cgroup = Path("/proc/1/cgroup").read_text(encoding="utf-8")
+        except OSError:
+            cgroup = ""
+        for marker in ("docker", "kubepods", "containerd", "lxc"):
+            if marker in cgroup:
+                found["container"] = marker
+                break
+    return found
+
+
+def infiniband(root: Path = Path("/sys/class/infiniband")) -> dict[str, str]:
+    """InfiniBand/RoCE adapters and their link rates, e.g. "mlx5_0 port 1: 200 Gb/sec (4X HDR)"."""
+    links = []
+    for device in sorted(root.glob("*")):
+        for port in sorted((device / "ports").glob("*")):
+            try:
+                rate = (port / "rate").read_text(encoding="utf-8").strip()
+                state = (port / "state").read_text(encoding="utf-8").strip()
+            except OSError:
+                continue
+            if "ACTIVE" in state:
+                links.append(f"{device.name} port {port.name}: {rate}")
+    return {"interconnect": "; ".join(links)} if links else {}
+
+
+# MLPerf's system description names for the fields that mean the same thing (environment.json carries both).
+MLPERF_FIELDS = {
+    "hostname": "system_name",
+    "os_version": "operating_system",
+    "cpu_model": "host_processor_model_name",
+    "cpu_count": "host_processor_core_count",
+    "host_memory_gib": "host_memory_capacity",
+    "accelerator_model": "accelerator_model_name",
+    "accelerator_count": "accelerators_per_node",
+    "accelerator_memory_gib": "accelerator_memory_capacity",
+    "accelerator_nvlinks_active": "accelerator_interconnect",
+    "interconnect": "host_networking",
+}
+MLPERF_SOFTWARE = ("driver", "cuda_driver", "cuda_runtime", "cudnn", "nccl", "python",
+                   "torchvision", "pycocotools", "mlflow")
+
+
+def mlperf_system_description(record: Mapping[str, str], nnodes: int) -> dict[str, str]:
+    described = {MLPERF_FIELDS[k]: v for k, v in record.items() if k in MLPERF_FIELDS}
+    for key in ("host_memory_capacity", "accelerator_memory_capacity"):
+        if key in described:
+            described[key] += " GiB"
+    if "torch" in record:
+        described["framework"] = f"PyTorch {record['torch']}"
+    software = [f"{k} {record[k]}" for k in MLPERF_SOFTWARE if k in record]
+    if software:
+        described["other_software_stack"] = ", ".join(software)
+    described["number_of_nodes"] = str(nnodes)
+    return described
+
+
+def merge_nodes(records: list[dict[str, str]]) -> dict[str, str]:
+    """One record for a multi-node job: a field the nodes agree on keeps its value; otherwise each node's."""
+    merged: dict[str, str] = {}
+    for key in sorted({k for r in records for k in r}):
+        values = [r.get(key) for r in records]
+        if len(set(values)) == 1:
+            merged[key] = values[0] or ""
+        else:
+            merged[key] = "; ".join(f"node{i}: {v if v is not None else '-'}" for i, v in enumerate(values))
+    return {k: v for k, v in merged.items() if v}
+
+
 def collect(adapter: VendorAdapter, vendor_env_names: Iterable[str] = ()) -> dict[str, str]:
     """The environment record of this host as flat string fields (logged as `env.<field>` tags)."""
     record: dict[str, str | None] = {
@@ -90,6 +176,8 @@ def collect(adapter: VendorAdapter, vendor_env_names: Iterable[str] = ()) -> dic
         record["host_memory_gib"] = f"{memory / GIB:.1f}"
     record.update(_package_versions(PACKAGES))
     record["torch_threads"] = str(torch.get_num_threads())
+    record.update(container())
+    record.update(infiniband())
     record.update(adapter.inventory())
     for name, value in captured_env_vars(os.environ, vendor_env_names).items():
         record[f"var.{name}"] = value

@@ -29,6 +29,8 @@ from suite.distributed import Collectives, DistContext, destroy_process_group, i
 from suite.errors import DataError
 from suite.events import EventLog
 from suite.hooks import ProgressHook, TrackingHook
+from suite.provenance import DatasetRecord
+from suite.telemetry import Sampler
 from suite.timing import PhaseClock, phase_metrics
 from suite.tracking import MlflowTracker, NullTracker, Tracker
 from suite.trainer import EvalRecord, Trainer, Workload
@@ -51,6 +53,7 @@ class Case(Workload, Protocol):
     def build_model(self) -> Any: ...
     def optimizer(self, model: Any) -> Any: ...
     def train_loader(self, pin_memory: bool, context: DistContext) -> Any: ...
+    def dataset_record(self, root: Path) -> DatasetRecord | None: ...
     def schedulers(self, optimizer: Any, iters_per_epoch: int) -> tuple[Any, Any]: ...
 
 
@@ -164,7 +167,7 @@ def describe(prepared: Prepared) -> str:
 
 def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: VendorAdapter, device: Any,
                    collectives: Collectives, started_at: float, train_started_at: float | None,
-                   events: EventLog | None = None) -> dict[str, float]:
+                   events: EventLog | None = None, telemetry: Sampler | None = None) -> dict[str, float]:
     """The run's summary metrics: images summed over ranks, phase times and memory maxed over ranks.
 
     Collective: every rank must call it (except on the failure path of a single process).
@@ -188,6 +191,17 @@ def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: V
             events.point(names.KEY_MEM_PER_RANK, per_rank)
         for key in memory:
             metrics[key] = max(m.get(key, 0.0) for m in per_rank)
+        # Sampled device telemetry: the peak memory is the job's peak, power and energy add up over devices.
+        summaries = [s for s in collectives.gather_objects(telemetry.summary() if telemetry else {}) if s]
+        if summaries:
+            for key, combine in ((names.MEM_SMI, max), (names.DEVICE_POWER_MEAN_W, sum),
+                                 (names.DEVICE_ENERGY_J, sum)):
+                values = [s[key] for s in summaries if key in s]
+                if values:
+                    metrics[key] = combine(values)
+            utilization = [s[names.DEVICE_UTILIZATION_MEAN] for s in summaries if names.DEVICE_UTILIZATION_MEAN in s]
+            if utilization:
+                metrics[names.DEVICE_UTILIZATION_MEAN] = sum(utilization) / len(utilization)
     if train_started_at is not None:
         metrics[names.INIT_TIME] = train_started_at - started_at
     metrics[names.E2E_TIME] = time.time() - started_at
@@ -265,12 +279,15 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
     device = None
     collectives = Collectives(context, torch_device("cpu"))
     train_started_at: float | None = None
+    telemetry: Sampler | None = None
     try:
+        env_record: dict[str, str] = {}
         if context.is_main:  # only rank 0 records; the other ranks' copies would never be uploaded
             tracker.log_params(run_params(prepared.resolved))
             env_record = environment.collect(adapter, config.accelerator.env)
             tracker.set_tags({names.ENV_TAG_PREFIX + k: v for k, v in env_record.items()})
-            _write_config_artifacts(files.workdir, prepared.resolved, env_record)
+            _write_config_artifacts(files.workdir, prepared.resolved)
+            _log_dataset(tracker, prepared)
 
         device = adapter.device(context.local_rank)
         init_process_group(context, config.accelerator.dist_backend, config.dist.timeout_s)
@@ -278,6 +295,12 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
         adapter.manual_seed(config.hp.seed)
         flags = adapter.set_math_flags(config.train.precision)
         tracker.set_tags({names.MATH_TAG_PREFIX + k: v for k, v in flags.items()})
+        node_records = _node_environments(adapter, config, context, collectives, env_record)
+        if context.is_main:
+            merged = environment.merge_nodes(node_records)
+            if len(node_records) > 1:
+                tracker.set_tags({names.ENV_TAG_PREFIX + k: v for k, v in merged.items()})
+            _write_environment(files.workdir, merged, node_records, flags, config.nnodes)
         case = prepared.case
         model = case.build_model().to(device)
         tracker.log_params({"model.trainable_backbone_layers_effective": case.trainable_layers})
@@ -294,13 +317,22 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
                           lr_schedule=lr_schedule, loader=loader, adapter=adapter, device=device,
                           events=events, clock=clock, collectives=collectives, hooks=hooks)
         adapter.reset_peak_memory(device)
+        probe = adapter.telemetry_probe(device)
+        if probe is not None:
+            telemetry = Sampler(probe, config.tracking.telemetry_interval_s)
         events.end(names.KEY_INIT)
         train_started_at = time.time()
+        if telemetry is not None:
+            telemetry.start()
         state = trainer.train()
+        if telemetry is not None:
+            telemetry.stop()
 
         outcome.metrics = _final_metrics(trainer, clock, adapter, device, collectives, started_at,
-                                         train_started_at, events)
+                                         train_started_at, events, telemetry)
         tracker.log_metrics(outcome.metrics, step=state.epoch)
+        if telemetry is not None:
+            _log_telemetry_series(tracker, telemetry)
         if state.evals:
             _write_eval_artifacts(files.workdir, state.evals)
             outcome.final_map = {k: v for k, v in state.evals[-1].metrics.items()
@@ -314,14 +346,18 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
         outcome.failure = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         logger.error("run %s %s: %s", tracker.run_id, outcome.status, outcome.failure)
         # What this rank measured; no collectives here, since the other ranks may be gone.
+        if telemetry is not None:
+            telemetry.stop()
         with contextlib.suppress(Exception):
             outcome.metrics = _final_metrics(trainer, clock, adapter, device, Collectives(DistContext(), device),
-                                             started_at, train_started_at)
+                                             started_at, train_started_at, telemetry=telemetry)
             tracker.log_metrics(outcome.metrics, step=trainer.state.epoch if trainer else 0)
         tracker.set_tags({names.TAG_FAILURE: f"rank {context.rank}: {outcome.failure}" if context.distributed
                           else outcome.failure})
         raise
     finally:
+        if telemetry is not None:
+            telemetry.probe.close()
         events.end(names.KEY_RUN, status=outcome.status)
         files.close()
         tracker.set_tags({names.TAG_STATUS: outcome.status})
@@ -332,14 +368,46 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
     return outcome
 
 
-def _write_config_artifacts(workdir: Path, resolved: ResolvedConfig, env_record: dict[str, str]) -> None:
+def _write_config_artifacts(workdir: Path, resolved: ResolvedConfig) -> None:
     config_dir = workdir / "config"
     config_dir.mkdir()
     (config_dir / "resolved.yaml").write_text(resolved.to_yaml(), encoding="utf-8")
     provenance = {"provenance": resolved.provenance, "fix_hp": resolved.fix_hp,
                   "config_hash": resolved.config_hash()}
     (config_dir / "provenance.yaml").write_text(yaml.safe_dump(provenance, sort_keys=False), encoding="utf-8")
-    (workdir / names.ARTIFACT_ENVIRONMENT).write_text(json.dumps(env_record, indent=2), encoding="utf-8")
+
+
+def _node_environments(adapter: VendorAdapter, config: Any, context: DistContext, collectives: Collectives,
+                       main_record: dict[str, str]) -> list[dict[str, str]]:
+    """One environment record per node (its local rank 0 collects it), in node order. Collective."""
+    if not context.distributed:
+        return [main_record]
+    mine = None
+    if context.local_rank == 0:
+        mine = main_record if context.is_main else environment.collect(adapter, config.accelerator.env)
+    return [r for r in collectives.gather_objects(mine) if r is not None]
+
+
+def _write_environment(workdir: Path, merged: dict[str, str], nodes: list[dict[str, str]], math: dict[str, str],
+                       nnodes: int) -> None:
+    document = {"fields": merged, "math_flags": math,
+                "mlperf_system_description": environment.mlperf_system_description(merged, nnodes),
+                "nodes": nodes}
+    (workdir / names.ARTIFACT_ENVIRONMENT).write_text(json.dumps(document, indent=2), encoding="utf-8")
+
+
+def _log_dataset(tracker: Tracker, prepared: Prepared) -> None:
+    record = prepared.case.dataset_record(prepared.data_root)
+    if record is None:
+        return
+    tracker.log_dataset(record)
+    tracker.set_tags({names.TAG_DATA_FINGERPRINT: record.digest})
+    tracker.log_params({f"data.{k}": v for k, v in record.counts.items()})
+
+
+def _log_telemetry_series(tracker: Tracker, telemetry: Sampler) -> None:
+    for index, at, values in telemetry.series():
+        tracker.log_metrics(values, step=index, timestamp=at)
 
 
 def _write_eval_artifacts(workdir: Path, evals: list[EvalRecord]) -> None:

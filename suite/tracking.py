@@ -7,12 +7,16 @@ run already has (MLflow refuses to change a param, and `mlflow run` logs its `-P
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from suite.provenance import DatasetRecord
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +52,26 @@ def ensure_experiment(name: str, client: Any | None = None) -> str:
     return found.experiment_id
 
 
+def redact_uri(uri: str) -> str:
+    """A tracking URI fit for a log file: `https://user:secret@host` loses its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class Tracker(Protocol):
     run_id: str
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
+                    timestamp: float | None = None) -> None: ...
+    def log_dataset(self, record: DatasetRecord) -> None: ...
     def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None: ...
     def finish(self, status: str) -> None: ...
 
@@ -84,7 +102,7 @@ class MlflowTracker:
         run = mlflow.start_run(run_name=run_name, description=description, tags=dict(tags or {}))
         if attached:
             mlflow.set_tag("mlflow.runName", run_name)
-        logger.info("MLflow run %s in %s", run.info.run_id, mlflow.get_tracking_uri())
+        logger.info("MLflow run %s in %s", run.info.run_id, redact_uri(mlflow.get_tracking_uri()))
         return cls(mlflow.MlflowClient(), run.info.run_id)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -111,11 +129,12 @@ class MlflowTracker:
         for i in range(0, len(items), MAX_TAGS_PER_BATCH):
             self.client.log_batch(self.run_id, tags=items[i: i + MAX_TAGS_PER_BATCH])
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
+                    timestamp: float | None = None) -> None:
         from mlflow.entities import Metric
 
-        timestamp = int(time.time() * 1000)
-        self._pending.extend(Metric(k, float(v), timestamp, step or 0) for k, v in metrics.items())
+        millis = int((timestamp if timestamp is not None else time.time()) * 1000)
+        self._pending.extend(Metric(k, float(v), millis, step or 0) for k, v in metrics.items())
         if len(self._pending) >= FLUSH_EVERY:
             self.flush()
 
@@ -123,6 +142,16 @@ class MlflowTracker:
         while self._pending:
             chunk, self._pending = self._pending[:MAX_METRICS_PER_BATCH], self._pending[MAX_METRICS_PER_BATCH:]
             self.client.log_batch(self.run_id, metrics=chunk)
+
+    def log_dataset(self, record: DatasetRecord) -> None:
+        """An MLflow dataset input: the UI's run page and the runs table's Dataset column show it."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        source = resolve_dataset_source(str(record.root))  # a local path: MLflow's local-files source
+        entity = Dataset(name=record.name, digest=record.digest, source_type=source._get_source_type(),
+                         source=source.to_json(), profile=json.dumps(record.profile()))
+        self.client.log_inputs(self.run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", "training")])])
 
     def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(local_path), artifact_path)
@@ -149,6 +178,7 @@ class MemoryTracker:
         self.tags: dict[str, str] = {}
         self.metrics: dict[str, list[tuple[int, float]]] = {}
         self.artifacts: dict[str, Path] = {}
+        self.datasets: list[DatasetRecord] = []
         self.status: str | None = None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -158,9 +188,13 @@ class MemoryTracker:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.tags.update({k: _text(v, MAX_TAG_LENGTH) for k, v in tags.items()})
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
+                    timestamp: float | None = None) -> None:
         for key, value in metrics.items():
             self.metrics.setdefault(key, []).append((step or 0, float(value)))
+
+    def log_dataset(self, record: DatasetRecord) -> None:
+        self.datasets.append(record)
 
     def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None:
         self.artifacts[f"{artifact_path + '/' if artifact_path else ''}{local_path.name}"] = local_path
@@ -184,7 +218,11 @@ class NullTracker:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         return None
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
+                    timestamp: float | None = None) -> None:
+        return None
+
+    def log_dataset(self, record: DatasetRecord) -> None:
         return None
 
     def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None:

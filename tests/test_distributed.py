@@ -83,6 +83,11 @@ def test_2x1_two_nodes_on_loopback(tracking_uri: str, cache_dir: Path) -> None:
     assert run.data.tags[names.TAG_NNODES] == "2" and run.data.tags[names.TAG_WORLD_SIZE] == "2"
     assert run.data.metrics[names.IMAGES] == 2 * 3 * 2
     _check_distributed_eval(run, tracking_uri, cache_dir, val_images=4)
+    # one environment record per node, merged on rank 0
+    record = json.loads(Path(mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path=names.ARTIFACT_ENVIRONMENT, tracking_uri=tracking_uri)).read_text())
+    assert len(record["nodes"]) == 2 and record["mlperf_system_description"]["number_of_nodes"] == "2"
+    assert record["fields"]["hostname"] == record["nodes"][1]["hostname"]  # both loopback nodes agree
 
 
 def _rank_pid(rank: int, marker: str) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mlflow
 import pytest
 import torch
 
@@ -48,3 +49,9 @@ def test_smoke_run_on_the_gpu(case: str, tracking_uri: str) -> None:
     assert 0 < metrics[names.MEM] < metrics[names.MEM_TOTAL]
     assert metrics[names.P_WHOLE] <= metrics[names.P_TRAIN] <= metrics[names.P_CORE]
     assert metrics[names.IMAGES] == 4 and names.MAP in metrics
+    # NVML: driver and runtime versions in the environment record, sampled device memory next to the allocator's
+    assert tags["env.driver"] and tags["env.cuda_driver"] and tags["env.cuda_runtime"] == torch.version.cuda
+    assert tags["env.cudnn"] and tags["env.nccl"]
+    assert metrics[names.MEM_SMI] >= metrics[names.MEM] * 0.9  # the driver sees at least what the allocator holds
+    history = mlflow.MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "device_memory_used_gib")
+    assert len(history) >= 2

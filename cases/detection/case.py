@@ -18,11 +18,13 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Rando
 from cases.detection.data import CocoDetection, GroupedBatchSampler, aspect_ratio_groups, check_root, collate
 from cases.detection.evaluator import CocoEvaluator
 from cases.detection.models import check_detector_kwargs, resnet50_fpn
+from cases.detection.synthetic import COMPLETE_MARKER as SYNTHETIC_COMPLETE_MARKER
 from cases.detection.weights import verify_weights_file
 from suite import names
 from suite.config import BenchConfig
 from suite.distributed import Collectives, DistContext
 from suite.errors import ConfigError
+from suite.provenance import DatasetRecord, fingerprint_files
 
 Batch = tuple[tuple[torch.Tensor, ...], tuple[dict[str, torch.Tensor], ...]]
 
@@ -58,6 +60,17 @@ class DetectionCase:
         self.train_set = CocoDetection(data_root, "train", with_masks=self.needs_masks,
                                        hflip_prob=data.hflip_prob, drop_empty=True)
         self.val_set = CocoDetection(data_root, "val", with_masks=False, limit=data.val_limit)
+
+    def dataset_record(self, root: Path) -> DatasetRecord | None:
+        """The annotation files' fingerprints and the image counts this run uses (after dropping empty images)."""
+        if self.train_set is None or self.val_set is None:
+            return None
+        files = {p.relative_to(root).as_posix(): p for p in (self.train_set.annotation_file,
+                                                               self.val_set.annotation_file)}
+        counts = {"train_images": len(self.train_set), "train_images_in_file": len(self.train_set.coco.imgs),
+                  "val_images": len(self.val_set), "val_images_in_file": len(self.val_set.coco.imgs)}
+        name = "synthetic-shapes" if (root / SYNTHETIC_COMPLETE_MARKER).is_file() else root.name
+        return DatasetRecord(name=name, root=root, files=fingerprint_files(root, files), counts=counts)
 
     @property
     def backbone_init(self) -> str:

@@ -99,6 +99,7 @@ class CocoDetection(Dataset):
     def __init__(self, root: Path, split: str, *, with_masks: bool, hflip_prob: float = 0.0,
                  drop_empty: bool = False, limit: int | None = None) -> None:
         self.image_dir, annotation_file = split_paths(root, split)
+        self.annotation_file = annotation_file
         self.coco = load_coco(annotation_file)
         ids = sorted(self.coco.imgs)
         if drop_empty:

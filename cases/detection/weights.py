@@ -6,22 +6,15 @@ accepted and its full digest recorded. Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 from suite.errors import WeightsError
+from suite.provenance import sha256_of
+
+__all__ = ["HASH_IN_NAME", "sha256_of", "verify_weights_file"]
 
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
-CHUNK = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_weights_file(path: Path) -> str:

@@ -75,6 +75,10 @@ class VendorAdapter(ABC):
     def inventory(self) -> dict[str, str]:
         """Accelerator model, count and memory per device for the environment record."""
 
+    def telemetry_probe(self, device: torch.device) -> Any | None:
+        """A `suite.telemetry.DeviceProbe` for `device`, or None where the vendor exposes no telemetry here."""
+        return None
+
     @property
     def pin_memory(self) -> bool:
         return False

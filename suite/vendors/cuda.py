@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -74,11 +75,39 @@ class CudaAdapter(VendorAdapter):
         if count == 0:
             return {"accelerator_count": "0"}
         props = self.cuda.get_device_properties(0)
-        return {
+        record = {
             "accelerator_model": props.name,
             "accelerator_count": str(count),
             "accelerator_memory_gib": f"{props.total_memory / GIB:.1f}",
         }
+        record.update(self.runtime_versions())
+        probe = self._probe(0)
+        if probe is not None:
+            record.update(probe.facts())
+            probe.close()
+        return record
+
+    def runtime_versions(self) -> dict[str, str]:
+        """The CUDA runtime, cuDNN and NCCL this torch build carries."""
+        versions: dict[str, str] = {}
+        if torch.version.cuda:
+            versions["cuda_runtime"] = torch.version.cuda
+        if torch.backends.cudnn.is_available() and (cudnn := torch.backends.cudnn.version()):
+            # cuDNN 9 encodes 9.10.2 as 91002; cuDNN 8 encodes 8.9.2 as 8902.
+            major, rest = (cudnn // 10000, cudnn % 10000) if cudnn >= 10000 else (cudnn // 1000, cudnn % 1000)
+            versions["cudnn"] = f"{major}.{rest // 100}.{rest % 100}"
+        with contextlib.suppress(Exception):  # a build without NCCL
+            versions["nccl"] = ".".join(str(part) for part in torch.cuda.nccl.version())
+        return versions
+
+    def _probe(self, index: int) -> Any | None:
+        from suite.telemetry import NvmlProbe
+
+        uuid = getattr(self.cuda.get_device_properties(index), "uuid", None)
+        return NvmlProbe.open(str(uuid) if uuid is not None else None, index)
+
+    def telemetry_probe(self, device: torch.device) -> Any | None:
+        return self._probe(device.index or 0)
 
     @property
     def pin_memory(self) -> bool:

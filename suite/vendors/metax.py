@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import torch
 
 from suite.vendors.cuda import CudaAdapter
 
@@ -19,3 +21,14 @@ class MetaxAdapter(CudaAdapter):
         flags = super().set_math_flags(precision)
         flags[TF32_ENV] = os.environ[TF32_ENV]
         return flags
+
+    def runtime_versions(self) -> dict[str, str]:
+        # NVIDIA's CUDA/cuDNN/NCCL numbers do not describe a MACA build, and what MACA reports through
+        # torch.version has not been seen on hardware here: record nothing rather than a guess.
+        return {}
+
+    def telemetry_probe(self, device: torch.device) -> Any | None:
+        return None  # no NVML on MetaX; an mx-smi reader needs recorded output to be tested against first
+
+    def _probe(self, index: int) -> Any | None:
+        return None
