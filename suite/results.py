@@ -49,16 +49,19 @@ TAG_COLUMNS = {
     "kind": names.TAG_KIND,
 }
 PARAM_COLUMNS = {"bs": names.PARAM_BS, "lr": names.PARAM_LR, "global_bs": names.PARAM_GLOBAL_BS}
-METRIC_COLUMNS = (*names.SUMMARY_METRICS, names.MAP_BEST, names.MAP_SEGM_BEST, names.MEM_RESERVED, names.IMAGES,
-                  names.STEPS)
+METRIC_COLUMNS = (*names.SUMMARY_METRICS, names.MAP_BEST, names.MAP_SEGM_BEST, names.MEM_RESERVED, names.MEM_SMI,
+                  names.P_CORE_UNSYNCED, names.IMAGES, names.STEPS)
 RUN_COLUMNS = ("run_id", "run_name", "experiment_id", "status", "start_time")
 COLUMNS = (*RUN_COLUMNS, *TAG_COLUMNS, *PARAM_COLUMNS, *METRIC_COLUMNS)
 INT_COLUMNS = ("nnodes", "nproc_per_node", "world_size", "round", "bs", "global_bs")
 
 # The comparison table: one row per group of repeats.
 GROUP_KEYS = ("case", "source", "vendor", "accelerator", "topology", "precision", "fix_hp", "mode", "bs", "lr")
-TABLE_METRICS = (names.E2E_TIME, names.P_WHOLE, names.P_TRAIN, names.P_CORE, names.MAP, names.MAP_SEGM,
-                 names.MEM, names.MEM_TOTAL)
+TABLE_METRICS = (names.E2E_TIME, names.P_WHOLE, names.P_TRAIN, names.P_CORE, names.P_CORE_UNSYNCED, names.MAP,
+                 names.MAP_SEGM, names.MEM, names.MEM_TOTAL, names.MEM_SMI)
+# How each source timed p_core: measured runs synchronise the device at the window edges; the published pages used
+# a host clock that stops when optimizer.step() returns (measured runs record that figure too, as p_core_unsynced).
+TIMING = {names.SOURCE_MEASURED: "synchronised", names.SOURCE_PUBLISHED: "host clock"}
 DEFAULT_BASELINE = "nvidia_a100"
 
 
@@ -166,8 +169,10 @@ class Comparison:
     """The comparison tables of `compare`.
 
     table     one row per group of repeats (GROUP_KEYS): `n` runs, the median of each metric with `<metric>_min`,
-              `<metric>_max` and `<metric>_spread` ((max - min) / median), the throughput ratios to the baseline
-              (`<metric>_vs_baseline`, and `baseline` naming the row used), and `scaling` (p_core efficiency)
+              `<metric>_max` and `<metric>_spread` ((max - min) / median), `p_core_timing` (how the row's p_core was
+              timed), the throughput ratios to the baseline (`<metric>_vs_baseline`; p_core on the host-clock
+              definition when the two rows were timed differently; `baseline` names the row used), and `scaling`
+              (p_core efficiency)
     scaling   efficiencies per (case, source, vendor, precision, bs) and topology, for p_whole/p_train/p_core
     runs      the runs the tables were built from
     """
@@ -210,6 +215,7 @@ def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     for key, group in _group_frame(frame):
         row: dict[str, Any] = dict(zip(GROUP_KEYS, key, strict=True))
         row["n"] = len(group)
+        row["p_core_timing"] = TIMING.get(row["source"])
         row["run_ids"] = ",".join(group["run_id"].astype(str))
         row["precision_published"] = next((p for p in group["precision_published"] if isinstance(p, str)), None)
         row["published_note"] = next((p for p in group["published_note"] if isinstance(p, str)), None)
@@ -221,7 +227,7 @@ def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_max"] = max(values) if values else None
             row[f"{metric}_spread"] = ((max(values) - min(values)) / median) if values and median else None
         rows.append(row)
-    columns = [*GROUP_KEYS, "n", "precision_published", "published_note", "run_ids",
+    columns = [*GROUP_KEYS, "n", "p_core_timing", "precision_published", "published_note", "run_ids",
                *[f"{m}{suffix}" for m in TABLE_METRICS for suffix in ("", "_min", "_max", "_spread")]]
     table = pd.DataFrame(rows, columns=columns)
     for key in ("bs", "lr", "fix_hp"):
@@ -242,6 +248,12 @@ def _baseline_row(row: pd.Series, candidates: pd.DataFrame) -> pd.Series | None:
     return None  # no baseline, or several equally close ones: leave the ratio blank rather than guess
 
 
+def _host_clock_p_core(row: pd.Series) -> float | None:
+    if row["p_core_timing"] == TIMING[names.SOURCE_PUBLISHED]:
+        return row[names.P_CORE]
+    return row[names.P_CORE_UNSYNCED]
+
+
 def _attach_ratios(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     table = table.copy()
     candidates = table[table["vendor"] == baseline]
@@ -251,9 +263,13 @@ def _attach_ratios(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
         fix_hp = "/" if base is None or not isinstance(base["fix_hp"], str) else base["fix_hp"]
         labels.append(None if base is None else f"{base['vendor']} {base['topology']} {fix_hp} ({base['source']})")
         for metric in THROUGHPUTS:
+            mine, theirs = (row[metric], base[metric]) if base is not None else (None, None)
+            if metric == names.P_CORE and base is not None and row["p_core_timing"] != base["p_core_timing"]:
+                # Compare on one definition: the host clock, which both sides have.
+                mine, theirs = _host_clock_p_core(row), _host_clock_p_core(base)
             value = None
-            if base is not None and pd.notna(row[metric]) and pd.notna(base[metric]) and base[metric]:
-                value = row[metric] / base[metric]
+            if mine is not None and theirs is not None and pd.notna(mine) and pd.notna(theirs) and theirs:
+                value = mine / theirs
             ratios[metric].append(value)
     # Name the baseline row only where a ratio was computed from it.
     table["baseline"] = [label if any(ratios[m][i] is not None for m in THROUGHPUTS) else None

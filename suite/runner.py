@@ -176,7 +176,11 @@ def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: V
     if clock is not None:
         images, *times = clock.raw()
         (images,) = collectives.sum([images])
-        metrics.update(phase_metrics(images, *collectives.max(times)))
+        *job_times, unsynced = collectives.max([*times, clock.core_unsynced_s])
+        metrics.update(phase_metrics(images, *job_times))
+        if unsynced > 0 and images > 0:
+            metrics[names.CORE_UNSYNCED_TIME] = unsynced
+            metrics[names.P_CORE_UNSYNCED] = images / unsynced
     if trainer is not None:
         metrics[names.STEPS] = float(trainer.state.step)
         metrics[names.EPOCHS_RUN] = float(trainer.state.epoch)
@@ -202,6 +206,12 @@ def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: V
             utilization = [s[names.DEVICE_UTILIZATION_MEAN] for s in summaries if names.DEVICE_UTILIZATION_MEAN in s]
             if utilization:
                 metrics[names.DEVICE_UTILIZATION_MEAN] = sum(utilization) / len(utilization)
+            # Energy per image needs every device's counter: one device without one leaves it missing.
+            measured = [s.get("measured_energy_j") for s in summaries]
+            if len(summaries) == collectives.context.world_size and None not in measured \
+                    and metrics.get(names.IMAGES):
+                metrics[names.ENERGY_J] = sum(measured)
+                metrics[names.ENERGY_PER_IMAGE] = metrics[names.ENERGY_J] / metrics[names.IMAGES]
     if train_started_at is not None:
         metrics[names.INIT_TIME] = train_started_at - started_at
     metrics[names.E2E_TIME] = time.time() - started_at
@@ -309,7 +319,11 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
             model = DistributedDataParallel(model, device_ids=[device.index] if device.index is not None else None)
         loader = case.train_loader(adapter.pin_memory, context)
         warmup, lr_schedule = case.schedulers(optimizer, len(loader))
-        clock = PhaseClock(lambda: adapter.synchronize(device), barrier=collectives.barrier)
+        probe = adapter.telemetry_probe(device)
+        if probe is not None:
+            telemetry = Sampler(probe, config.tracking.telemetry_interval_s)
+        clock = PhaseClock(lambda: adapter.synchronize(device), barrier=collectives.barrier,
+                           on_edge=telemetry.mark if telemetry is not None else None)
         log_every = config.tracking.log_every
         hooks = [ProgressHook(log_every), TrackingHook(tracker, log_every)] if context.is_main \
             else [ProgressHook(log_every)]
@@ -317,9 +331,6 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
                           lr_schedule=lr_schedule, loader=loader, adapter=adapter, device=device,
                           events=events, clock=clock, collectives=collectives, hooks=hooks)
         adapter.reset_peak_memory(device)
-        probe = adapter.telemetry_probe(device)
-        if probe is not None:
-            telemetry = Sampler(probe, config.tracking.telemetry_interval_s)
         events.end(names.KEY_INIT)
         train_started_at = time.time()
         if telemetry is not None:

@@ -121,6 +121,7 @@ class Sampler:
     probe: DeviceProbe
     interval_s: float = 1.0
     readings: list[DeviceReading] = field(default_factory=list)
+    edges: dict[str, DeviceReading] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -136,6 +137,19 @@ class Sampler:
             except Exception as error:  # noqa: BLE001 - telemetry must never stop a benchmark
                 logger.warning("device telemetry stopped: %s", error)
                 return
+
+    def mark(self, edge: str) -> None:
+        """Read the device now and remember it as the measured region's `edge` ("start" or "stop")."""
+        reading = self.probe.read()
+        self.readings.append(reading)
+        self.edges[edge] = reading
+
+    def measured_energy_j(self) -> float | None:
+        """Energy the device's counter advanced between the measured region's edges, where it has a counter."""
+        start, stop = self.edges.get("start"), self.edges.get("stop")
+        if start is None or stop is None or start.energy_j is None or stop.energy_j is None:
+            return None
+        return stop.energy_j - start.energy_j
 
     def stop(self) -> None:
         if self._thread is not None and not self._stop.is_set():
@@ -158,12 +172,14 @@ class Sampler:
         energy = [r.energy_j for r in self.readings if r.energy_j is not None]
         if len(energy) >= 2:
             result["device_energy_j"] = energy[-1] - energy[0]
+        if (measured := self.measured_energy_j()) is not None:
+            result["measured_energy_j"] = measured
         return result
 
     def series(self) -> list[tuple[int, float, dict[str, float]]]:
         """(index, time, readings) per sample, for step metrics."""
         rows = []
-        for index, reading in enumerate(self.readings):
+        for index, reading in enumerate(sorted(self.readings, key=lambda r: r.time)):
             values = {name: value for name, value in (("device_memory_used_gib", reading.memory_used_gib),
                                                       ("device_utilization_pct", reading.utilization_pct),
                                                       ("device_power_w", reading.power_w)) if value is not None}

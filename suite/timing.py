@@ -4,6 +4,8 @@
     p_train = images / (measured wall time - evaluation time)      (data loading and copies included)
     p_core  = images / sum of compute windows (forward+loss+backward+optimizer step), each bounded by a
               device synchronize so queued device work is billed to the window that issued it
+    p_core_unsynced = images / sum of the same windows on the host clock up to optimizer.step() returning, without
+              the closing synchronize: the published pages' definition, recorded beside ours for comparisons
 
 Because every compute window lies inside the training loop, which lies inside the measured wall time, and all three
 share one image count, p_whole <= p_train <= p_core holds by construction.
@@ -40,21 +42,34 @@ def throughputs(images: int, whole_s: float, loop_s: float, core_s: float) -> di
 @dataclass
 class Window:
     seconds: float = 0.0
+    host_seconds: float | None = None  # up to `mark_host()`: the host clock without the closing synchronize
+    _begin: float = 0.0
+    _clock: Callable[[], float] = time.perf_counter
+
+    def mark_host(self) -> None:
+        """Note the host time now (after `optimizer.step()` returned, before the closing synchronize)."""
+        self.host_seconds = self._clock() - self._begin
 
 
 class PhaseClock:
     """Accumulates the measured region of a run: its wall time, the evaluation inside it, and compute windows."""
 
     def __init__(self, synchronize: Callable[[], None], clock: Callable[[], float] = time.perf_counter,
-                 barrier: Callable[[], None] = lambda: None) -> None:
+                 barrier: Callable[[], None] = lambda: None,
+                 on_edge: Callable[[str], None] | None = None) -> None:
         self._sync = synchronize
         self._clock = clock
+        # Called with "start"/"stop" right at the measured region's edges (telemetry reads its energy counter).
+        self._on_edge = on_edge
         # The measured region starts and ends at a barrier, so every rank measures the same interval.
         self._barrier = barrier
         self._start: float | None = None
         self._stop: float | None = None
         self.images = 0
         self.core_s = 0.0
+        # The published harness's p_core: host time from window start to optimizer.step() returning, no closing
+        # synchronize, so device work still queued is billed to the next data-loading gap (reference.md 7).
+        self.core_unsynced_s = 0.0
         self.eval_s = 0.0
 
     @property
@@ -65,26 +80,30 @@ class PhaseClock:
         self._sync()
         self._barrier()
         self._start = self._clock()
+        if self._on_edge is not None:
+            self._on_edge("start")
 
     def stop(self) -> None:
         if self._start is not None and self._stop is None:
             self._sync()
             self._barrier()
             self._stop = self._clock()
+            if self._on_edge is not None:
+                self._on_edge("stop")
 
     @contextmanager
     def window(self) -> Iterator[Window]:
         """A synchronised timing window; the caller decides whether it counts (warm-up steps do not)."""
-        window = Window()
         self._sync()
-        begin = self._clock()
+        window = Window(_begin=self._clock(), _clock=self._clock)
         yield window
         self._sync()
-        window.seconds = self._clock() - begin
+        window.seconds = self._clock() - window._begin
 
-    def add_step(self, images: int, core_seconds: float) -> None:
+    def add_step(self, images: int, core_seconds: float, host_seconds: float | None = None) -> None:
         self.images += images
         self.core_s += core_seconds
+        self.core_unsynced_s += host_seconds if host_seconds is not None else core_seconds
 
     def add_eval(self, seconds: float) -> None:
         if self.started:

@@ -161,10 +161,11 @@ class Trainer:
                 with self._autocast():
                     loss, _parts = self.workload.loss(self.model, batch)
                 self._backward_step(loss)
+                window.mark_host()
             self.state.step += 1
             measured = self.clock.started
             if measured:
-                self.clock.add_step(images, window.seconds)
+                self.clock.add_step(images, window.seconds, window.host_seconds)
             lr = self.optimizer.param_groups[0]["lr"]
             if first_epoch and self.warmup is not None:
                 self.warmup.step()

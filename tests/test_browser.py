@@ -94,7 +94,8 @@ def _parse(dom: str) -> _Rows:
 def compared(tmp_path: Path, tracking_uri: str) -> Path:
     import_published(load_published())
     _record(tracking_uri, vendor="nvidia_h100", topology="1x1", metrics={
-        "p_whole": 45.26, "p_train": 45.26, "p_core": 47.46, "mem": 29.1, "mem_total": 79.2, "e2e_time": 41.4})
+        "p_whole": 45.26, "p_train": 45.26, "p_core": 47.46, "p_core_unsynced": 69.65, "mem": 29.1,
+        "mem_total": 79.2, "e2e_time": 41.4})
     out = tmp_path / "report"
     result = run_cli("compare", "--case", "faster_rcnn", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -104,12 +105,16 @@ def compared(tmp_path: Path, tracking_uri: str) -> Path:
 def test_html_report_renders_the_rows_in_a_browser(compared: Path, tmp_path: Path) -> None:
     url = (compared / "comparison.html").as_uri()
     page = _parse(_chromium(url, tmp_path / "profile", "--dump-dom"))
-    rows = [r for r in page.rows if len(r) == 16 and r[0] in ("published", "measured")]  # not the scaling table
-    a100 = [(r[2], r[4], r[10]) for r in rows if r[1] == "nvidia_a100"]
-    assert a100 == [("1x1", "bs=16,lr=0.16", "45"), ("1x8", "/", "199"), ("1x8", "bs=16,lr=0.16", "298"),
-                    ("2x8", "bs=16,lr=0.16", "601")]
-    (h100,) = [r for r in rows if r[1] == "nvidia_h100"]
-    assert h100[0] == "measured" and h100[10] == "47.46" and h100[14] == "1.05x"
+    header = next(r for r in page.rows if r and r[0] == "source" and "p_core" in r)
+    rows = [dict(zip(header, r, strict=True)) for r in page.rows
+            if len(r) == len(header) and r[0] in ("published", "measured")]
+    a100 = [(r["topology"], r["fix_hp"], r["p_core"], r["timing"]) for r in rows if r["vendor"] == "nvidia_a100"]
+    assert a100 == [("1x1", "bs=16,lr=0.16", "45", "host"), ("1x8", "/", "199", "host"),
+                    ("1x8", "bs=16,lr=0.16", "298", "host"), ("2x8", "bs=16,lr=0.16", "601", "host")]
+    (h100,) = [r for r in rows if r["vendor"] == "nvidia_h100"]
+    assert (h100["source"], h100["p_core"], h100["timing"], h100["p_core_host"]) == ("measured", "47.46", "sync",
+                                                                                     "69.65")
+    assert h100["vs nvidia_a100"] == "1.55x"  # 69.65 / 45, both on the host-clock definition
     assert len(rows) == 11
     shot = _screenshot_dir(tmp_path) / "comparison_html.png"
     _chromium(url, tmp_path / "profile", f"--screenshot={shot}")

@@ -55,3 +55,6 @@ def test_smoke_run_on_the_gpu(case: str, tracking_uri: str) -> None:
     assert metrics[names.MEM_SMI] >= metrics[names.MEM] * 0.9  # the driver sees at least what the allocator holds
     history = mlflow.MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "device_memory_used_gib")
     assert len(history) >= 2
+    # the published pages' host-clock p_core, and the energy NVML's counter measured over the timed steps
+    assert metrics[names.P_CORE_UNSYNCED] >= metrics[names.P_CORE]
+    assert metrics[names.ENERGY_PER_IMAGE] > 0 and metrics[names.ENERGY_J] > 0

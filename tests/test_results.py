@@ -60,9 +60,10 @@ def test_runs_returns_stable_columns_and_the_published_c500_row(store: str) -> N
 def test_compare_aggregates_repeats_ratios_and_scaling(store: str) -> None:
     for round_index, p_core in enumerate((47.0, 48.0, 50.0)):
         _record(store, vendor="nvidia_h100", topology="1x1", round_index=round_index,
-                metrics={"p_whole": p_core - 2, "p_train": p_core - 2, "p_core": p_core, "mem": 29.1,
-                         "mem_total": 79.2})
-    _record(store, vendor="nvidia_h100", topology="1x8", metrics={"p_whole": 300.0, "p_train": 310, "p_core": 320})
+                metrics={"p_whole": p_core - 2, "p_train": p_core - 2, "p_core": p_core,
+                         "p_core_unsynced": p_core * 1.5, "mem": 29.1, "mem_total": 79.2})
+    _record(store, vendor="nvidia_h100", topology="1x8", metrics={"p_whole": 300.0, "p_train": 310, "p_core": 320,
+                                                                  "p_core_unsynced": 480})
     _record(store, vendor="nvidia_h100", topology="1x1", metrics={"p_core": 1.0}, status="FAILED")  # left out
     comparison = results.compare(case="faster_rcnn")
     table = comparison.table
@@ -70,11 +71,23 @@ def test_compare_aggregates_repeats_ratios_and_scaling(store: str) -> None:
     assert h100["n"] == 3 and h100["p_core"] == 48.0
     assert h100["p_core_min"] == 47.0 and h100["p_core_max"] == 50.0
     assert h100["p_core_spread"] == pytest.approx(3 / 48)
-    assert h100["p_core_vs_baseline"] == pytest.approx(48 / 45)  # the A100's published 1x1 bs=16 p_core
+    # against the A100's published 1x1 bs=16 p_core (45, host clock): on the same definition, the host clock
+    assert h100["p_core_timing"] == "synchronised" and h100["p_core_unsynced"] == 72.0
+    assert h100["p_core_vs_baseline"] == pytest.approx(72 / 45)
+    assert h100["p_whole_vs_baseline"] == pytest.approx(46 / 26)  # p_whole has one definition
     assert h100["baseline"] == "nvidia_a100 1x1 bs=16,lr=0.16 (published)"
     h100_8 = table[(table["vendor"] == "nvidia_h100") & (table["topology"] == "1x8")].iloc[0]
     assert h100_8["scaling"] == pytest.approx(320 / (8 * 48))
-    assert h100_8["p_core_vs_baseline"] == pytest.approx(320 / 298)  # same bs: the bs=16 1x8 row, not bs=2
+    assert h100_8["p_core_vs_baseline"] == pytest.approx(480 / 298)  # same bs: the bs=16 1x8 row, not bs=2
+    # measured against measured compares synchronised figures
+    for round_index in range(2):
+        _record(store, vendor="nvidia_a100", topology="1x1", round_index=round_index,
+                metrics={"p_core": 40.0, "p_core_unsynced": 70.0})
+    table = results.compare(case="faster_rcnn", source="measured").table
+    h100 = table[(table["vendor"] == "nvidia_h100") & (table["topology"] == "1x1")].iloc[0]
+    assert h100["p_core_vs_baseline"] == pytest.approx(48 / 40)
+    assert h100["baseline"] == "nvidia_a100 1x1 bs=16,lr=0.16 (measured)"
+    table = comparison.table
     a100 = table[(table["vendor"] == "nvidia_a100")]
     assert list(a100["p_core"]) == [45, 199, 298, 601] and list(a100["source"].unique()) == ["published"]
     assert a100[a100["topology"] == "2x8"]["scaling"].iloc[0] == pytest.approx(601 / (2 * 298))

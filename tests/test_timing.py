@@ -52,6 +52,37 @@ def test_formulas_with_a_controlled_clock() -> None:
     assert fake.syncs == 2 * 5 + 2
 
 
+class QueueingClock(FakeClock):
+    """A device that runs behind the host: the closing synchronize waits for the queued work."""
+
+    def __init__(self, queued: float) -> None:
+        super().__init__()
+        self.queued = queued
+
+    def sync(self) -> None:
+        super().sync()
+        self.advance(self.queued)
+        self.queued = 0.0
+
+
+def test_unsynced_core_time_stops_when_the_step_returns() -> None:
+    fake = QueueingClock(queued=0.0)
+    clock = PhaseClock(fake.sync, clock=fake)
+    clock.start()
+    for _ in range(3):  # 0.4 s of host launches per step, after which 0.6 s of device work is still queued
+        with clock.window() as window:
+            fake.advance(0.4)
+            window.mark_host()
+            fake.queued = 0.6
+        clock.add_step(16, window.seconds, window.host_seconds)
+    assert window.host_seconds == pytest.approx(0.4) and window.seconds == pytest.approx(1.0)
+    assert clock.core_s == pytest.approx(3.0) and clock.core_unsynced_s == pytest.approx(1.2)
+    # the legacy figure overstates p_core by the queued share: 48 / 1.2 vs 48 / 3.0
+    assert 48 / clock.core_unsynced_s == pytest.approx(2.5 * 48 / clock.core_s)
+    clock.add_step(16, 1.0)  # a window never marked counts in full
+    assert clock.core_unsynced_s == pytest.approx(2.2)
+
+
 def test_steps_before_measuring_are_not_counted() -> None:
     fake = FakeClock()
     clock = PhaseClock(fake.sync, clock=fake)
