@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
 
 from suite import registry
 from suite.errors import ConfigError, UnknownNameError, did_you_mean
@@ -95,6 +95,8 @@ class AcceleratorSettings(_Strict):
     name: str
     dist_backend: str
     env: dict[str, str] = Field(default_factory=dict)
+    peak_tflops: dict[Precision, PositiveFloat] = Field(
+        default_factory=dict, description="dense peak TFLOP/s of one device per precision, for MFU; unknown = absent")
 
     @field_validator("env", mode="before")
     @classmethod

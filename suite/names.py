@@ -21,6 +21,7 @@ DEVICE_POWER_MEAN_W = "device_power_mean_w"
 DEVICE_ENERGY_J = "device_energy_j"  # over the whole training phase, warm-up included
 ENERGY_J = "energy_j"  # device energy over the measured region (all devices)
 ENERGY_PER_IMAGE = "energy_per_image"  # joules per trained image over the measured region
+MFU = "mfu"  # model FLOP utilisation from p_core (suite.flops)
 IMAGES = "images"
 STEPS = "steps"
 EPOCHS_RUN = "epochs_run"
@@ -48,6 +49,8 @@ PARAM_MODE = "mode"
 PARAM_EPOCHS = "epochs"
 PARAM_MAX_STEPS = "max_steps"
 PARAM_WEIGHTS_SHA256 = "model.backbone_weights_sha256"
+PARAM_FLOPS_PER_IMAGE = "mfu.flops_per_image"
+PARAM_PEAK_TFLOPS = "mfu.peak_tflops"
 
 # Tags.
 TAG_CASE = "bench.case"

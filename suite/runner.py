@@ -20,14 +20,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+from torch import __version__ as torch_version
 from torch import device as torch_device
 from torch.nn.parallel import DistributedDataParallel
+from torch.random import fork_rng
 
 from suite import environment, names, registry
 from suite.config import ResolvedConfig
 from suite.distributed import Collectives, DistContext, destroy_process_group, init_process_group
 from suite.errors import DataError
 from suite.events import EventLog
+from suite.flops import count_training_flops, flops_per_image, mfu
 from suite.hooks import ProgressHook, TrackingHook
 from suite.provenance import DatasetRecord
 from suite.telemetry import Sampler
@@ -54,6 +57,7 @@ class Case(Workload, Protocol):
     def optimizer(self, model: Any) -> Any: ...
     def train_loader(self, pin_memory: bool, context: DistContext) -> Any: ...
     def dataset_record(self, root: Path) -> DatasetRecord | None: ...
+    def sample_batch(self, count: int) -> Any: ...
     def schedulers(self, optimizer: Any, iters_per_epoch: int) -> tuple[Any, Any]: ...
 
 
@@ -314,6 +318,10 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
         case = prepared.case
         model = case.build_model().to(device)
         tracker.log_params({"model.trainable_backbone_layers_effective": case.trainable_layers})
+        flops = _training_flops(prepared, model, device)
+        if flops is not None:
+            tracker.log_params({names.PARAM_FLOPS_PER_IMAGE: f"{flops:.6g}", names.PARAM_PEAK_TFLOPS:
+                                config.accelerator.peak_tflops[config.train.precision]})
         optimizer = case.optimizer(model)
         if context.distributed:
             model = DistributedDataParallel(model, device_ids=[device.index] if device.index is not None else None)
@@ -341,6 +349,10 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
 
         outcome.metrics = _final_metrics(trainer, clock, adapter, device, collectives, started_at,
                                          train_started_at, events, telemetry)
+        if flops is not None and names.P_CORE in outcome.metrics:
+            outcome.metrics[names.MFU] = mfu(outcome.metrics[names.P_CORE], flops,
+                                             config.accelerator.peak_tflops[config.train.precision],
+                                             config.world_size)
         tracker.log_metrics(outcome.metrics, step=state.epoch)
         if telemetry is not None:
             _log_telemetry_series(tracker, telemetry)
@@ -386,6 +398,27 @@ def _write_config_artifacts(workdir: Path, resolved: ResolvedConfig) -> None:
     provenance = {"provenance": resolved.provenance, "fix_hp": resolved.fix_hp,
                   "config_hash": resolved.config_hash()}
     (config_dir / "provenance.yaml").write_text(yaml.safe_dump(provenance, sort_keys=False), encoding="utf-8")
+
+
+def _training_flops(prepared: Prepared, model: Any, device: Any) -> float | None:
+    """Training FLOPs per image, where MFU can be computed (the vendor states a peak for this precision)."""
+    config = prepared.resolved.config
+    if config.train.precision not in config.accelerator.peak_tflops:
+        return None
+    case = prepared.case
+    key = {"case": config.case, "model": config.model.model_dump(), "bs": config.hp.bs,
+           "data": str(prepared.data_root), "torch": torch_version}
+
+    def count() -> int:
+        # Counting draws random numbers (flips, RPN sampling): keep the run's random streams as they were.
+        devices = [device] if device.type == "cuda" else []
+        with fork_rng(devices=devices):
+            batch = case.to_device(case.sample_batch(config.hp.bs), device)
+            return count_training_flops(model, batch, case.loss)
+
+    value, cached = flops_per_image(key, config.hp.bs, count)
+    logger.info("training FLOPs per image: %.4g (%s)", value, "cached" if cached else "counted")
+    return value
 
 
 def _node_environments(adapter: VendorAdapter, config: Any, context: DistContext, collectives: Collectives,

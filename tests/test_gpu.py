@@ -58,3 +58,4 @@ def test_smoke_run_on_the_gpu(case: str, tracking_uri: str) -> None:
     # the published pages' host-clock p_core, and the energy NVML's counter measured over the timed steps
     assert metrics[names.P_CORE_UNSYNCED] >= metrics[names.P_CORE]
     assert metrics[names.ENERGY_PER_IMAGE] > 0 and metrics[names.ENERGY_J] > 0
+    assert 0 < metrics[names.MFU] < 1 and float(run.data.params[names.PARAM_PEAK_TFLOPS]) == 495  # H100 tf32

@@ -134,6 +134,11 @@ class DetectionCase:
         return DataLoader(self.val_set, batch_size=data.eval_bs, sampler=sampler, num_workers=data.workers,
                           collate_fn=collate, pin_memory=pin_memory)
 
+    def sample_batch(self, count: int) -> Batch:
+        """The first `count` training images as one batch (for counting FLOPs), without touching the loaders."""
+        assert self.train_set is not None, "check() indexes the data first"
+        return collate([self.train_set[i] for i in range(min(count, len(self.train_set)))])
+
     @staticmethod
     def to_device(batch: Batch, device: torch.device) -> Batch:
         images, targets = batch
