@@ -7,6 +7,8 @@
     accelbench make-data --out DIR --train N --val M --size WxH
     accelbench import-published                         the published pages' rows as runs (idempotent)
     accelbench compare [--case C] [--vendors V,W] [--baseline V] [--out DIR]   tables, ratios, charts, report run
+    accelbench check RUN_ID --against BASELINE          regression gate; exit 1 on a regression
+    accelbench check-log FILE                           MLPerf-style rules on an events.jsonl; exit 1 if violated
 
 Bad input prints one `accelbench: error: ...` line and exits 2 before any run is created; a failure during a run
 marks the MLflow run FAILED and exits 1.
@@ -370,6 +372,47 @@ def compare_command(cases: tuple[str, ...], vendors: str, baseline: str, source:
     if not no_record:
         run_id = record_comparison_run(comparison, report, experiment)
         click.echo(f"comparison run: {run_id}")
+
+
+@cli.command("check")
+@click.argument("run_id")
+@click.option("--against", "baseline", required=True, metavar="RUN_ID|VENDOR/CASE/NxM",
+              help="Baseline: a run id, or vendor/case/topology (newest measured run, else the published row).")
+@click.option("--threshold", default=0.05, show_default=True, type=click.FloatRange(min=0),
+              help="Relative noise threshold when the baseline has no repeats to measure its spread.")
+def check_command(run_id: str, baseline: str, threshold: float) -> None:
+    """Regression gate: compare a run with a baseline; exit 1 if any metric is worse by more than the noise."""
+    import mlflow
+
+    from suite.regression import gate
+    from suite.report import render_table
+
+    result = gate(mlflow.MlflowClient(), run_id, baseline, threshold)
+    click.echo(f"candidate {result.candidate_id} against {result.baseline_source} baseline "
+               f"{', '.join(result.baseline_ids)} ({len(result.baseline_ids)} run(s))")
+    rows = [{"metric": c.metric, "baseline": f"{c.baseline:.4g}", "candidate": f"{c.candidate:.4g}",
+             "change": f"{100 * c.change:+.1f}%", "threshold": f"{100 * c.threshold:.1f}%",
+             "verdict": "REGRESSION" if c.regression else ("better" if c.change > c.threshold else "ok")}
+            for c in result.checks]
+    click.echo(render_table(rows, ("metric", "baseline", "candidate", "change", "threshold", "verdict")))
+    if result.regressions:
+        raise RunError(f"{len(result.regressions)} regression(s): "
+                       + ", ".join(f"{c.metric} {100 * c.change:+.1f}%" for c in result.regressions))
+
+
+@cli.command("check-log")
+@click.argument("path", type=click.Path(path_type=Path))
+def check_log_command(path: Path) -> None:
+    """Apply the MLPerf-style event-log rules to an events.jsonl; exit 1 if it is not compliant."""
+    from suite.compliance import check_log
+    from suite.errors import DataError
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such event log")
+    verdict = check_log(path)
+    click.echo(verdict.report())
+    if not verdict.passed:
+        raise RunError(f"{path} is not compliant: {verdict.tag()}")
 
 
 @cli.command("make-data")

@@ -79,6 +79,7 @@ def display_rows(table: pd.DataFrame, baseline: str) -> list[dict[str, str]]:
             "p_core_host": format_number(r[names.P_CORE_UNSYNCED]),
             "spread": f"±{100 * spread / 2:.1f}%" if r["n"] > 1 and _present(spread) else "",
             "mAP": mean_ap,
+            "target": {True: "met", False: "MISSED"}.get(r.get("target_met"), ""),
             names.MEM: mem,
             f"vs {baseline}": (f"{r[f'{names.P_CORE}_vs_baseline']:.2f}x"
                                if _present(r[f"{names.P_CORE}_vs_baseline"]) else ""),
@@ -89,8 +90,8 @@ def display_rows(table: pd.DataFrame, baseline: str) -> list[dict[str, str]]:
 
 def display_columns(baseline: str) -> tuple[str, ...]:
     return ("source", "vendor", "topology", "precision", "fix_hp", "mode", "n", names.E2E_TIME, names.P_WHOLE,
-            names.P_TRAIN, names.P_CORE, "timing", "p_core_host", "spread", "mAP", names.MEM, f"vs {baseline}",
-            "scaling")
+            names.P_TRAIN, names.P_CORE, "timing", "p_core_host", "spread", "mAP", "target", names.MEM,
+            f"vs {baseline}", "scaling")
 
 
 SCALING_COLUMNS = ("source", "vendor", "precision", "bs", "topology", "reference", *THROUGHPUTS)
@@ -117,7 +118,8 @@ LEGEND = ("`timing` says how a row's p_core was timed: `sync` (measured rows: a 
           "queued device work to data loading). `p_core_host` is a measured row's p_core on the published "
           "definition. `spread` is half the min-max range of p_core over the `n` repeats; "
           "`vs` is the p_core ratio to the baseline accelerator at the same case, topology and precision, taken on "
-          "the host-clock definition when the two rows were timed differently; "
+          "the host-clock definition when the two rows were timed differently; `target` says whether a convergence "
+          "row reached every mAP target of its case; "
           "`scaling` is p(1xN)/(N p(1x1)) within a node and p(2xN)/(2 p(1xN)) across nodes.")
 
 

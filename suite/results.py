@@ -216,6 +216,7 @@ def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         row: dict[str, Any] = dict(zip(GROUP_KEYS, key, strict=True))
         row["n"] = len(group)
         row["p_core_timing"] = TIMING.get(row["source"])
+        converged = {c for c in group["converged"] if isinstance(c, str)}
         row["run_ids"] = ",".join(group["run_id"].astype(str))
         row["precision_published"] = next((p for p in group["precision_published"] if isinstance(p, str)), None)
         row["published_note"] = next((p for p in group["published_note"] if isinstance(p, str)), None)
@@ -226,13 +227,40 @@ def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_min"] = min(values) if values else None
             row[f"{metric}_max"] = max(values) if values else None
             row[f"{metric}_spread"] = ((max(values) - min(values)) / median) if values and median else None
+        row["target_met"] = _target_met(row, converged)
         rows.append(row)
-    columns = [*GROUP_KEYS, "n", "p_core_timing", "precision_published", "published_note", "run_ids",
+    columns = [*GROUP_KEYS, "n", "p_core_timing", "target_met", "precision_published", "published_note", "run_ids",
                *[f"{m}{suffix}" for m in TABLE_METRICS for suffix in ("", "_min", "_max", "_spread")]]
     table = pd.DataFrame(rows, columns=columns)
     for key in ("bs", "lr", "fix_hp"):
         table[key] = table[key].replace("", None)
     return table
+
+
+def case_targets(case: str) -> dict[str, float]:
+    """The case's convergence targets (layer 1: cases/<case>/defaults.yaml `train.targets`), e.g. {"bbox": 0.36}."""
+    import yaml
+
+    from suite import registry
+
+    try:
+        defaults = yaml.safe_load(registry.case_defaults_file(case).read_text(encoding="utf-8")) or {}
+    except Exception:  # noqa: BLE001 - a case this installation does not have: no targets to judge by
+        return {}
+    return {k: float(v) for k, v in (defaults.get("train") or {}).get("targets", {}).items()}
+
+
+def _target_met(row: dict[str, Any], converged: set[str]) -> bool | None:
+    """Convergence rows only: did the result reach every target of its case? (None where it cannot be told.)"""
+    if row["mode"] != "convergence":
+        return None
+    if converged:  # a measured run judged itself at every evaluation
+        return converged == {"true"}
+    targets = case_targets(row["case"])
+    values = {iou: row.get(names.IOU_TYPE_METRIC.get(iou, iou)) for iou in targets}
+    if not targets or any(v is None or pd.isna(v) for v in values.values()):
+        return None
+    return all(values[iou] >= target for iou, target in targets.items())
 
 
 def _baseline_row(row: pd.Series, candidates: pd.DataFrame) -> pd.Series | None:

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.random import fork_rng
 
 from suite import environment, names, registry
+from suite.compliance import check_log
 from suite.config import ResolvedConfig
 from suite.distributed import Collectives, DistContext, destroy_process_group, init_process_group
 from suite.errors import DataError
@@ -281,7 +282,8 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
              context: DistContext, extra_tags: dict[str, str]) -> RunOutcome:
     config = prepared.resolved.config
     events = files.events
-    events.start(names.KEY_RUN, case=config.case, vendor=config.vendor, topology=config.topology)
+    events.start(names.KEY_RUN, case=config.case, vendor=config.vendor, topology=config.topology,
+                 mode=config.train.mode)
     events.start(names.KEY_INIT)
     tracker = tracker_factory(experiment=config.tracking.experiment,
                               run_name=f"{config.case}/{config.vendor}/{config.topology}",
@@ -362,6 +364,9 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
                                  if k in names.IOU_TYPE_METRIC.values()}
         if config.train.mode == "convergence":
             tracker.set_tags({names.TAG_CONVERGED: str(state.converged).lower()})
+            if state.target_reached_at is not None:
+                outcome.metrics[names.TIME_TO_TARGET] = state.target_reached_at - started_at
+                tracker.log_metrics({names.TIME_TO_TARGET: outcome.metrics[names.TIME_TO_TARGET]})
         collectives.barrier()  # every rank is done and its log written before rank 0 uploads them
         outcome.status = "FINISHED"
     except BaseException as error:
@@ -383,7 +388,8 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
             telemetry.probe.close()
         events.end(names.KEY_RUN, status=outcome.status)
         files.close()
-        tracker.set_tags({names.TAG_STATUS: outcome.status})
+        tracker.set_tags({names.TAG_STATUS: outcome.status,
+                          names.TAG_COMPLIANCE: check_log(files.workdir / names.ARTIFACT_EVENTS).tag()})
         try:
             files.upload(tracker)
         finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -67,6 +68,7 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     converged: bool = False
+    target_reached_at: float | None = None  # wall time of the evaluation that met every target
     evals: list[EvalRecord] = field(default_factory=list)
 
 
@@ -89,6 +91,7 @@ class Trainer:
         self.workload = workload
         self.model = model
         self.optimizer = optimizer
+        self._epoch_images = self._epoch_steps = 0
         self.warmup = warmup
         self.lr_schedule = lr_schedule
         self.loader = loader
@@ -128,15 +131,18 @@ class Trainer:
             self.state.epoch = epoch
             self.workload.set_epoch(epoch)
             self.events.start(names.KEY_EPOCH, epoch_num=epoch)
+            self._epoch_images = self._epoch_steps = 0
             budget_reached = self._train_epoch(epoch, budget)
             self.lr_schedule.step()
-            self.events.end(names.KEY_EPOCH, epoch_num=epoch)
+            self.events.end(names.KEY_EPOCH, epoch_num=epoch, images=self._epoch_images, steps=self._epoch_steps)
             for hook in self.hooks:
                 hook.after_epoch(self, epoch)
             if not throughput:
                 record = self._evaluate(epoch)
                 if (settings.mode == "convergence" and self.workload.targets_met(record.metrics)):
                     self.state.converged = True
+                    self.state.target_reached_at = time.time()
+                    self.events.point(names.KEY_TARGET_REACHED, epoch_num=epoch)
                     if settings.stop_at_target:
                         break
             if budget_reached:
@@ -163,6 +169,8 @@ class Trainer:
                 self._backward_step(loss)
                 window.mark_host()
             self.state.step += 1
+            self._epoch_images += images
+            self._epoch_steps += 1
             measured = self.clock.started
             if measured:
                 self.clock.add_step(images, window.seconds, window.host_seconds)

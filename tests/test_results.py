@@ -200,3 +200,15 @@ def test_mlproject_import_published_and_compare_entry_points(tmp_path: Path, tra
     assert comparison.data.tags[names.TAG_CASES] == "mask_rcnn"
     assert "comparison.html" in {a.path for a in client.list_artifacts(comparison.info.run_id)}
     assert len(results.runs(source="published")) == 22  # neither project run is counted as a benchmark run
+
+
+def test_convergence_rows_say_whether_they_reached_their_targets(store: str) -> None:
+    table = results.compare().table
+    published = table[(table["source"] == "published") & (table["topology"] == "1x8")]
+    verdicts = {(r.vendor, r.case, r.fix_hp): r.target_met for r in published.itertuples()}
+    assert verdicts[("nvidia_a100", "mask_rcnn", "/")] is False  # 0.376 && 0.336 against 0.38 && 0.34
+    assert verdicts[("metax_c500", "mask_rcnn", "bs=8,lr=0.0001")] is True  # 0.382 && 0.343
+    assert verdicts[("metax_c500", "retinanet", "/")] is True  # 0.3517 against 0.35
+    assert verdicts[("nvidia_a100", "faster_rcnn", "bs=16,lr=0.16")] is True  # 0.366 against 0.36
+    assert verdicts[("metax_c500", "faster_rcnn", "bs=8,lr=0.08")] is None  # no mAP published
+    assert table[table["mode"] == "throughput"]["target_met"].isna().all()

@@ -1,0 +1,118 @@
+"""The regression gate behind `accelbench check RUN_ID --against BASELINE`.
+
+The baseline is a run id, or `vendor/case/topology`: the newest FINISHED measured run of that vendor, case and
+topology at the candidate's precision, else its published row. Its value for each metric is the median over its
+repeats (FINISHED runs with the same config hash), and the noise threshold is the relative spread of those repeats
+((max - min) / median), or a default 5% when it has none. A metric worse than the baseline by more than the threshold
+is a regression. A published baseline is compared on its own p_core definition (host clock): the candidate's
+p_core_unsynced stands in for its p_core.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from suite import names
+from suite.errors import DataError, UnknownNameError
+
+DEFAULT_THRESHOLD = 0.05
+HIGHER_IS_BETTER = (names.P_WHOLE, names.P_TRAIN, names.P_CORE, names.MAP, names.MAP_SEGM, names.MFU)
+LOWER_IS_BETTER = (names.E2E_TIME, names.ENERGY_PER_IMAGE, names.MEM)
+
+
+@dataclass
+class Check:
+    metric: str
+    baseline: float
+    candidate: float
+    change: float       # relative, positive = better
+    threshold: float
+    regression: bool
+
+
+@dataclass
+class Gate:
+    candidate_id: str
+    baseline_ids: list[str]
+    baseline_source: str
+    checks: list[Check]
+
+    @property
+    def regressions(self) -> list[Check]:
+        return [c for c in self.checks if c.regression]
+
+
+def _run(client: Any, run_id: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise DataError(f"no run {run_id!r} in {client.tracking_uri}") from None
+
+
+def _repeats(client: Any, run: Any) -> list[Any]:
+    """FINISHED runs with the same config hash, vendor, case and topology (the run itself if it has no hash)."""
+    tags = run.data.tags
+    config_hash = tags.get(names.TAG_CONFIG_HASH)
+    if not config_hash:
+        return [run]
+    same = [f"tags.`{t}` = '{tags[t]}'" for t in (names.TAG_VENDOR, names.TAG_CASE, names.TAG_TOPOLOGY) if t in tags]
+    query = " AND ".join([f"tags.`{names.TAG_CONFIG_HASH}` = '{config_hash}'", *same,
+                          "attributes.status = 'FINISHED'"])
+    found = client.search_runs([run.info.experiment_id], query, max_results=1000)
+    return found or [run]
+
+
+def resolve_baseline(client: Any, spec: str, candidate: Any) -> Any:
+    """A run id, or vendor/case/topology: the newest measured run at the candidate's precision, else published."""
+    from suite import registry
+    from suite.config import parse_topology
+
+    if spec.count("/") != 2:
+        return _run(client, spec)
+    vendor, case, topology = spec.split("/")
+    if vendor not in registry.vendors():
+        raise UnknownNameError("vendor", vendor, registry.vendors(), where="--against")
+    if case not in registry.cases():
+        raise UnknownNameError("case", case, registry.cases(), where="--against")
+    parse_topology(topology)
+    precision = candidate.data.tags.get(names.TAG_PRECISION)
+    for source in (names.SOURCE_MEASURED, names.SOURCE_PUBLISHED):
+        query = " AND ".join([f"tags.`{names.TAG_VENDOR}` = '{vendor}'", f"tags.`{names.TAG_CASE}` = '{case}'",
+                              f"tags.`{names.TAG_TOPOLOGY}` = '{topology}'",
+                              f"tags.`{names.TAG_SOURCE}` = '{source}'",
+                              f"tags.`{names.TAG_PRECISION}` = '{precision}'", "attributes.status = 'FINISHED'"])
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        found = [r for r in client.search_runs(experiments, query, order_by=["attributes.start_time DESC"],
+                                               max_results=50) if r.info.run_id != candidate.info.run_id]
+        if found:
+            return found[0]
+    raise DataError(f"--against {spec}: no FINISHED measured or published run at precision {precision}")
+
+
+def gate(client: Any, candidate_id: str, baseline_spec: str, default_threshold: float = DEFAULT_THRESHOLD) -> Gate:
+    candidate = _run(client, candidate_id)
+    baseline = resolve_baseline(client, baseline_spec, candidate)
+    repeats = _repeats(client, baseline)
+    published = baseline.data.tags.get(names.TAG_SOURCE) == names.SOURCE_PUBLISHED
+    checks = []
+    for metric in (*HIGHER_IS_BETTER, *LOWER_IS_BETTER):
+        candidate_metric = names.P_CORE_UNSYNCED if published and metric == names.P_CORE else metric
+        values = [r.data.metrics[metric] for r in repeats if metric in r.data.metrics]
+        if not values or candidate_metric not in candidate.data.metrics:
+            continue
+        base = statistics.median(values)
+        if base == 0:
+            continue
+        mine = candidate.data.metrics[candidate_metric]
+        change = (mine - base) / base if metric in HIGHER_IS_BETTER else (base - mine) / base
+        threshold = (max(values) - min(values)) / base if len(values) > 1 else default_threshold
+        checks.append(Check(metric if candidate_metric == metric else f"{metric} (host clock)", base, mine, change,
+                            threshold, change < -threshold))
+    if not checks:
+        raise DataError(f"run {candidate_id} and baseline {baseline.info.run_id} share no metric to compare")
+    return Gate(candidate_id, [r.info.run_id for r in repeats],
+                baseline.data.tags.get(names.TAG_SOURCE, "measured"), checks)
