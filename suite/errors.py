@@ -21,6 +21,11 @@ class BenchError(Exception):
 
     exit_code = 2
 
+    def __str__(self) -> str:
+        # One line whatever the user typed: a key or value with a line break in it is shown escaped.
+        text = super().__str__()
+        return text.replace("\r", "\\r").replace("\n", "\\n")
+
 
 class ConfigError(BenchError):
     def __init__(self, message: str, *, source: str | None = None, key: str | None = None) -> None:

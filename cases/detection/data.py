@@ -48,7 +48,16 @@ def load_coco(annotation_file: Path) -> COCO:
     return coco
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_annotations(document: Any, source: Path) -> None:
+    """Every field the loader and the evaluator rely on, with the kind of value they need (COCO's format)."""
     if not isinstance(document, dict):
         raise DataError(f"{source}: expected a JSON object with {', '.join(REQUIRED_KEYS)}")
     for key in REQUIRED_KEYS:
@@ -56,25 +65,53 @@ def check_annotations(document: Any, source: Path) -> None:
             raise DataError(f"{source}: missing or non-list {key!r}")
     if not document["images"]:
         raise DataError(f"{source}: 'images' is empty")
-    image_ids = set()
+    image_ids: set[int] = set()
     for index, image in enumerate(document["images"]):
+        where = f"{source}: images[{index}]"
         if not isinstance(image, dict) or not all(k in image for k in ("id", "file_name", "width", "height")):
-            raise DataError(f"{source}: images[{index}] needs id, file_name, width and height")
+            raise DataError(f"{where} needs id, file_name, width and height")
+        if not _is_id(image["id"]) or image["id"] in image_ids:
+            raise DataError(f"{where}: id must be a unique integer, got {image['id']!r}")
+        if not isinstance(image["file_name"], str) or not image["file_name"]:
+            raise DataError(f"{where}: file_name must be a non-empty string")
+        if not all(_is_number(image[k]) and image[k] > 0 for k in ("width", "height")):
+            raise DataError(f"{where}: width and height must be positive numbers")
         image_ids.add(image["id"])
-    category_ids = {c.get("id") for c in document["categories"] if isinstance(c, dict)}
+    category_ids = set()
+    for index, category in enumerate(document["categories"]):
+        if not isinstance(category, dict) or not _is_id(category.get("id")):
+            raise DataError(f"{source}: categories[{index}] needs an integer id")
+        category_ids.add(category["id"])
     for index, ann in enumerate(document["annotations"]):
         where = f"{source}: annotations[{index}]"
         if not isinstance(ann, dict) or not all(k in ann for k in ("id", "image_id", "category_id", "bbox")):
             raise DataError(f"{where} needs id, image_id, category_id and bbox")
-        if ann["image_id"] not in image_ids:
+        if not _is_id(ann["image_id"]) or ann["image_id"] not in image_ids:
             raise DataError(f"{where}: image_id {ann['image_id']!r} is not in 'images'")
-        if ann["category_id"] not in category_ids:
+        if not _is_id(ann["category_id"]) or ann["category_id"] not in category_ids:
             raise DataError(f"{where}: unknown category_id {ann['category_id']!r}")
         bbox = ann["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
             raise DataError(f"{where}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
         if bbox[2] < 0 or bbox[3] < 0:
             raise DataError(f"{where}: bbox has negative size {bbox!r}")
+        if "iscrowd" in ann and ann["iscrowd"] not in (0, 1):
+            raise DataError(f"{where}: iscrowd must be 0 or 1, got {ann['iscrowd']!r}")
+        if "area" in ann and not _is_number(ann["area"]):
+            raise DataError(f"{where}: area must be a number, got {ann['area']!r}")
+        if "segmentation" in ann and not _valid_segmentation(ann["segmentation"]):
+            raise DataError(f"{where}: segmentation must be polygons (lists of numbers) or RLE {{counts, size}}")
+
+
+def _valid_segmentation(segmentation: Any) -> bool:
+    if isinstance(segmentation, list):
+        return all(isinstance(polygon, list) and len(polygon) >= 6 and len(polygon) % 2 == 0
+                   and all(_is_number(v) for v in polygon) for polygon in segmentation)
+    if isinstance(segmentation, dict):
+        size = segmentation.get("size")
+        return (isinstance(segmentation.get("counts"), (str, list)) and isinstance(size, list) and len(size) == 2
+                and all(_is_id(v) and v >= 0 for v in size))
+    return False
 
 
 def check_root(root: Path) -> None:
