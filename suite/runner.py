@@ -212,7 +212,7 @@ def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: V
             if utilization:
                 metrics[names.DEVICE_UTILIZATION_MEAN] = sum(utilization) / len(utilization)
             # Energy per image needs every device's counter: one device without one leaves it missing.
-            measured = [s.get("measured_energy_j") for s in summaries]
+            measured = [s.get(names.ENERGY_J) for s in summaries]
             if len(summaries) == collectives.context.world_size and None not in measured \
                     and metrics.get(names.IMAGES):
                 metrics[names.ENERGY_J] = sum(measured)
@@ -320,10 +320,11 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
         case = prepared.case
         model = case.build_model().to(device)
         tracker.log_params({"model.trainable_backbone_layers_effective": case.trainable_layers})
-        flops = _training_flops(prepared, model, device)
+        # Only rank 0 records MFU, so only rank 0 counts (the other ranks would redo the same work).
+        peak_tflops = config.accelerator.peak_tflops.get(config.train.precision)
+        flops = _training_flops(prepared, model, device) if context.is_main and peak_tflops else None
         if flops is not None:
-            tracker.log_params({names.PARAM_FLOPS_PER_IMAGE: f"{flops:.6g}", names.PARAM_PEAK_TFLOPS:
-                                config.accelerator.peak_tflops[config.train.precision]})
+            tracker.log_params({names.PARAM_FLOPS_PER_IMAGE: f"{flops:.6g}", names.PARAM_PEAK_TFLOPS: peak_tflops})
         optimizer = case.optimizer(model)
         if context.distributed:
             model = DistributedDataParallel(model, device_ids=[device.index] if device.index is not None else None)
@@ -351,10 +352,10 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
 
         outcome.metrics = _final_metrics(trainer, clock, adapter, device, collectives, started_at,
                                          train_started_at, events, telemetry)
-        if flops is not None and names.P_CORE in outcome.metrics:
-            outcome.metrics[names.MFU] = mfu(outcome.metrics[names.P_CORE], flops,
-                                             config.accelerator.peak_tflops[config.train.precision],
-                                             config.world_size)
+        if flops is not None and peak_tflops and names.P_CORE in outcome.metrics:
+            outcome.metrics[names.MFU] = mfu(outcome.metrics[names.P_CORE], flops, peak_tflops, config.world_size)
+        if state.target_reached_at is not None:
+            outcome.metrics[names.TIME_TO_TARGET] = state.target_reached_at - started_at
         tracker.log_metrics(outcome.metrics, step=state.epoch)
         if telemetry is not None:
             _log_telemetry_series(tracker, telemetry)
@@ -364,9 +365,6 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
                                  if k in names.IOU_TYPE_METRIC.values()}
         if config.train.mode == "convergence":
             tracker.set_tags({names.TAG_CONVERGED: str(state.converged).lower()})
-            if state.target_reached_at is not None:
-                outcome.metrics[names.TIME_TO_TARGET] = state.target_reached_at - started_at
-                tracker.log_metrics({names.TIME_TO_TARGET: outcome.metrics[names.TIME_TO_TARGET]})
         collectives.barrier()  # every rank is done and its log written before rank 0 uploads them
         outcome.status = "FINISHED"
     except BaseException as error:
@@ -406,11 +404,9 @@ def _write_config_artifacts(workdir: Path, resolved: ResolvedConfig) -> None:
     (config_dir / "provenance.yaml").write_text(yaml.safe_dump(provenance, sort_keys=False), encoding="utf-8")
 
 
-def _training_flops(prepared: Prepared, model: Any, device: Any) -> float | None:
-    """Training FLOPs per image, where MFU can be computed (the vendor states a peak for this precision)."""
+def _training_flops(prepared: Prepared, model: Any, device: Any) -> float:
+    """Training FLOPs per image of this run's model and first batch (counted once, then cached)."""
     config = prepared.resolved.config
-    if config.train.precision not in config.accelerator.peak_tflops:
-        return None
     case = prepared.case
     key = {"case": config.case, "model": config.model.model_dump(), "bs": config.hp.bs,
            "data": str(prepared.data_root), "torch": torch_version}

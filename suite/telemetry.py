@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from suite import names
+
 logger = logging.getLogger(__name__)
 
 GIB = 1024 ** 3
@@ -158,31 +160,32 @@ class Sampler:
             self.readings.append(self.probe.read())
 
     def summary(self) -> dict[str, float]:
-        """Peak memory used (`mem_smi`), mean utilisation and power, and the energy the counter advanced."""
+        """Peak memory used (`mem_smi`), mean utilisation and power, and the energy the counter advanced: over the
+        whole sampling (`device_energy_j`) and between the measured region's edges (`energy_j`)."""
         result: dict[str, float] = {}
         memory = [r.memory_used_gib for r in self.readings if r.memory_used_gib is not None]
         if memory:
-            result["mem_smi"] = max(memory)
+            result[names.MEM_SMI] = max(memory)
         utilization = [r.utilization_pct for r in self.readings if r.utilization_pct is not None]
         if utilization:
-            result["device_utilization_mean"] = sum(utilization) / len(utilization)
+            result[names.DEVICE_UTILIZATION_MEAN] = sum(utilization) / len(utilization)
         power = [r.power_w for r in self.readings if r.power_w is not None]
         if power:
-            result["device_power_mean_w"] = sum(power) / len(power)
+            result[names.DEVICE_POWER_MEAN_W] = sum(power) / len(power)
         energy = [r.energy_j for r in self.readings if r.energy_j is not None]
         if len(energy) >= 2:
-            result["device_energy_j"] = energy[-1] - energy[0]
+            result[names.DEVICE_ENERGY_J] = energy[-1] - energy[0]
         if (measured := self.measured_energy_j()) is not None:
-            result["measured_energy_j"] = measured
+            result[names.ENERGY_J] = measured
         return result
 
     def series(self) -> list[tuple[int, float, dict[str, float]]]:
         """(index, time, readings) per sample, for step metrics."""
         rows = []
         for index, reading in enumerate(sorted(self.readings, key=lambda r: r.time)):
-            values = {name: value for name, value in (("device_memory_used_gib", reading.memory_used_gib),
-                                                      ("device_utilization_pct", reading.utilization_pct),
-                                                      ("device_power_w", reading.power_w)) if value is not None}
+            values = {name: value for name, value in ((names.DEVICE_MEMORY_USED_GIB, reading.memory_used_gib),
+                                                      (names.DEVICE_UTILIZATION_PCT, reading.utilization_pct),
+                                                      (names.DEVICE_POWER_W, reading.power_w)) if value is not None}
             if values:
                 rows.append((index, reading.time, values))
         return rows

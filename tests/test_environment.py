@@ -138,8 +138,8 @@ def test_sampler_keeps_the_peak_and_the_energy_the_counter_advanced() -> None:
     sampler.stop()
     sampler.stop()  # idempotent
     summary = sampler.summary()
-    assert summary["measured_energy_j"] == sampler.edges["stop"].energy_j - sampler.edges["start"].energy_j
-    assert 0 < summary["measured_energy_j"] < summary["device_energy_j"]
+    assert summary["energy_j"] == sampler.edges["stop"].energy_j - sampler.edges["start"].energy_j
+    assert 0 < summary["energy_j"] < summary["device_energy_j"]
     assert summary["mem_smi"] == 10.0 and summary["device_utilization_mean"] == 50.0
     assert summary["device_power_mean_w"] == 300.0
     readings = sampler.readings
