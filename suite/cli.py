@@ -61,6 +61,12 @@ def _case_option(default: str | None = None) -> click.Option:
     return click.option("--case", required=default is None, default=default, help="Case name (see `list`).")
 
 
+def _names_option_values(text: tuple[str, ...] | str) -> list[str]:
+    """Names from comma-separated option values (`--cases a,b`, or a repeated `--case a --case b`)."""
+    items = text if isinstance(text, tuple) else (text,)
+    return [name.strip() for item in items for name in item.split(",") if name.strip()]
+
+
 vendor_option = click.option("--vendor", required=True, help="Vendor config folder (see `list`).")
 topology_option = click.option("--topology", default="1x1", show_default=True, help="NxM: nodes x devices.")
 config_option = click.option("--config", "config_files", multiple=True, type=click.Path(path_type=Path),
@@ -222,7 +228,7 @@ def smoke_command(cases: str, vendor: str, overrides: tuple[str, ...]) -> None:
     outcomes = []
     failed = []
     started_at = _process_start()
-    for index, case in enumerate(c.strip() for c in cases.split(",") if c.strip()):
+    for index, case in enumerate(_names_option_values(cases)):
         if index:
             started_at = time.time()  # later runs in this process start their clock when they begin
         try:
@@ -256,8 +262,8 @@ def matrix_command(vendor: str, cases: str, topologies: str, repeat: int, data_r
                    mode: str, experiment: str, strict: bool, config_files: tuple[Path, ...],
                    overrides: tuple[str, ...], override_string: str) -> None:
     """Run cases x topologies x rounds for one vendor, one MLflow run each, under one parent run."""
-    case_names = [c.strip() for c in cases.split(",") if c.strip()]
-    topology_names = [t.strip() for t in topologies.split(",") if t.strip()]
+    case_names = _names_option_values(cases)
+    topology_names = _names_option_values(topologies)
     if data_root and synthetic:
         raise click.UsageError("--data-root and --synthetic exclude each other")
     settings = [*overrides, *shlex.split(override_string), f"tracking.experiment={experiment}"]
@@ -287,11 +293,6 @@ def matrix_command(vendor: str, cases: str, topologies: str, repeat: int, data_r
     if result.failed:
         raise RunError(f"{len(result.failed)} of {len(result.members)} matrix members did not finish: "
                        + "; ".join(f"{m.case} {m.topology} round {m.round} ({m.status})" for m in result.failed))
-
-
-def _names_option_values(text: tuple[str, ...] | str) -> list[str]:
-    items = text if isinstance(text, tuple) else (text,)
-    return [name.strip() for item in items for name in item.split(",") if name.strip()]
 
 
 def _check_names(kind: str, given: list[str], valid: list[str]) -> None:

@@ -8,6 +8,7 @@ flag and the key) and frozen.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -304,6 +305,13 @@ def _relative_source(path: Path, root: Path, label: str) -> str:
         return f"{label}/{path.relative_to(root).as_posix()}"
     except ValueError:
         return str(path)
+
+
+@functools.cache
+def case_defaults(case: str) -> dict[str, Any]:
+    """Layer 1 of a case's config (cases/<case>/defaults.yaml), read and checked once per process; do not modify."""
+    path = registry.case_defaults_file(case)
+    return read_yaml_layer(path, _relative_source(path, path.parent.parent, "cases")).data
 
 
 def resolve(case: str, vendor: str, topology: str, overrides: Sequence[str] = (),

@@ -18,18 +18,14 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from suite.cache import cache_dir
+
 logger = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("ACCELBENCH_CACHE") or Path.home() / ".cache" / "accelbench"
-    return Path(root) / "flops"
 
 
 def count_training_flops(model: torch.nn.Module, batch: Any, loss: Callable[[torch.nn.Module, Any], Any]) -> int:
@@ -48,7 +44,7 @@ def count_training_flops(model: torch.nn.Module, batch: Any, loss: Callable[[tor
 def flops_per_image(key: Mapping[str, Any], images: int, compute: Callable[[], int]) -> tuple[float, bool]:
     """(training FLOPs per image, whether it came from the cache) for the settings in `key`."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path = cache_dir() / f"{digest}.json"
+    path = cache_dir("flops") / f"{digest}.json"
     if path.is_file():
         try:
             return float(json.loads(path.read_text())["flops_per_image"]), True

@@ -307,13 +307,10 @@ def _interpret(vendor: str, page: PublishedPage, cells: tuple[str, ...], precisi
 
 def _case_defaults() -> dict[str, dict[str, float]]:
     """bs and lr of every case's layer-1 defaults (the published harness's case defaults)."""
-    from suite.registry import case_defaults_file, cases
+    from suite.config import case_defaults
+    from suite.registry import cases
 
-    result = {}
-    for case in cases():
-        hp = (yaml.safe_load(case_defaults_file(case).read_text()) or {}).get("hp", {})
-        result[case] = {"bs": float(hp["bs"]), "lr": float(hp["lr"])}
-    return result
+    return {case: {k: float(case_defaults(case)["hp"][k]) for k in ("bs", "lr")} for case in cases()}
 
 
 def _config_notes(row: PublishedRow) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from suite import names
 from suite.errors import DataError, UnknownNameError
+from suite.results import runs
 
 DEFAULT_THRESHOLD = 0.05
 HIGHER_IS_BETTER = (names.P_WHOLE, names.P_TRAIN, names.P_CORE, names.MAP, names.MAP_SEGM, names.MFU)
@@ -81,15 +82,11 @@ def resolve_baseline(client: Any, spec: str, candidate: Any) -> Any:
     parse_topology(topology)
     precision = candidate.data.tags.get(names.TAG_PRECISION)
     for source in (names.SOURCE_MEASURED, names.SOURCE_PUBLISHED):
-        query = " AND ".join([f"tags.`{names.TAG_VENDOR}` = '{vendor}'", f"tags.`{names.TAG_CASE}` = '{case}'",
-                              f"tags.`{names.TAG_TOPOLOGY}` = '{topology}'",
-                              f"tags.`{names.TAG_SOURCE}` = '{source}'",
-                              f"tags.`{names.TAG_PRECISION}` = '{precision}'", "attributes.status = 'FINISHED'"])
-        experiments = [e.experiment_id for e in client.search_experiments()]
-        found = [r for r in client.search_runs(experiments, query, order_by=["attributes.start_time DESC"],
-                                               max_results=50) if r.info.run_id != candidate.info.run_id]
+        newest_first = runs(case=case, vendor=vendor, topology=topology, source=source, precision=precision,
+                            tracking_uri=client.tracking_uri)
+        found = [run_id for run_id in newest_first["run_id"] if run_id != candidate.info.run_id]
         if found:
-            return found[0]
+            return client.get_run(found[0])
     raise DataError(f"--against {spec}: no FINISHED measured or published run at precision {precision}")
 
 

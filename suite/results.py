@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 
 from suite import names
-from suite.config import parse_topology
+from suite.config import case_defaults, parse_topology
+from suite.errors import BenchError
 from suite.scaling import THROUGHPUTS, efficiencies
 
 TAG_COLUMNS = {
@@ -203,11 +204,16 @@ def compare(case: str | Sequence[str] | None = None, vendors: Sequence[str] | No
                       baseline=baseline)
 
 
-def _group_frame(frame: pd.DataFrame) -> Any:
+def _blank_missing(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """A copy whose missing `keys` are "" (groupby drops missing keys; a blank fix_hp or lr is still a group)."""
     keyed = frame.copy()
-    for key in GROUP_KEYS:  # groupby drops missing keys; a blank fix_hp or lr is still a group
+    for key in keys:
         keyed[key] = keyed[key].astype(object).where(keyed[key].notna(), "")
-    return keyed.groupby(list(GROUP_KEYS), sort=False, dropna=False)
+    return keyed
+
+
+def _group_frame(frame: pd.DataFrame) -> Any:
+    return _blank_missing(frame, GROUP_KEYS).groupby(list(GROUP_KEYS), sort=False, dropna=False)
 
 
 def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
@@ -239,13 +245,9 @@ def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
 
 def case_targets(case: str) -> dict[str, float]:
     """The case's convergence targets (layer 1: cases/<case>/defaults.yaml `train.targets`), e.g. {"bbox": 0.36}."""
-    import yaml
-
-    from suite import registry
-
     try:
-        defaults = yaml.safe_load(registry.case_defaults_file(case).read_text(encoding="utf-8")) or {}
-    except Exception:  # noqa: BLE001 - a case this installation does not have: no targets to judge by
+        defaults = case_defaults(case)  # read once per process, not once per table row
+    except BenchError:  # a case this installation does not have: no targets to judge by
         return {}
     return {k: float(v) for k, v in (defaults.get("train") or {}).get("targets", {}).items()}
 
@@ -310,10 +312,7 @@ def _attach_ratios(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
 def _scaling(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     keys = ["case", "source", "vendor", "precision", "bs"]
-    keyed = frame.copy()
-    for key in keys:
-        keyed[key] = keyed[key].astype(object).where(keyed[key].notna(), "")
-    for key, group in keyed.groupby(keys, sort=False):
+    for key, group in _blank_missing(frame, keys).groupby(keys, sort=False):
         per_metric = {}
         for metric in THROUGHPUTS:
             by_topology: dict[str, list[float]] = {}

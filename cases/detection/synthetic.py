@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from suite.cache import cache_dir
 
 # The 80 COCO categories with their real ids (1..90 with gaps), as in instances_*2017.json.
 COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
@@ -147,8 +148,7 @@ def write_dataset(out: Path, spec: SyntheticSpec) -> Path:
 
 
 def default_cache_root() -> Path:
-    base = os.environ.get("ACCELBENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "accelbench")
-    return Path(base) / "synthetic"
+    return cache_dir("synthetic")
 
 
 def ensure_dataset(spec: SyntheticSpec, cache_root: Path | None = None) -> Path:
