@@ -15,3 +15,8 @@ STARTED_AT = time.time()
 # No network at run time: MLflow's client otherwise phones home (config.mlflow-telemetry.io) on the first tracking
 # call, seen on the GPU machine. A user who wants it can set MLFLOW_DISABLE_TELEMETRY=false explicitly.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# A tracking server that is down should cost seconds, not minutes: MLflow's client retries 7 times with doubling
+# waits (about 4 minutes) before it gives up. The run then goes on offline (suite.spool); a user's own settings win.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")

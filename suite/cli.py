@@ -9,6 +9,7 @@
     accelbench compare [--case C] [--vendors V,W] [--baseline V] [--out DIR]   tables, ratios, charts, report run
     accelbench check RUN_ID --against BASELINE          regression gate; exit 1 on a regression
     accelbench check-log FILE                           MLPerf-style rules on an events.jsonl; exit 1 if violated
+    accelbench sync [DIR ...]                           upload runs recorded while the tracking server was away
 
 Bad input prints one `accelbench: error: ...` line and exits 2 before any run is created; a failure during a run
 marks the MLflow run FAILED and exits 1.
@@ -42,6 +43,8 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format=names.log_format(rank), stream=sys.stderr)
     logging.getLogger("suite").setLevel(level)
     logging.getLogger("cases").setLevel(level)
+    # urllib3 warns on every retry against an unreachable tracking server; suite.spool says it once, in our words.
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose else logging.ERROR)
     # MLflow's own INFO lines ("Creating initial MLflow database tables...") are noise around our one-line errors
     # and tables; -v brings them back. MLflow reads this when it is imported (after this point), and worker
     # processes inherit it. A user's own MLFLOW_LOGGING_LEVEL wins.
@@ -122,6 +125,10 @@ def _print_table(outcomes: list) -> None:
     from suite.report import outcome_row, render_table
 
     click.echo(render_table([outcome_row(o) for o in outcomes]))
+    for outcome in outcomes:
+        if outcome.pending_sync is not None:
+            click.echo(f"accelbench: the tracking server was unreachable; run kept in {outcome.pending_sync}: "
+                       f"upload it with `accelbench sync {outcome.pending_sync}`", err=True)
 
 
 @cli.command("run")
@@ -416,6 +423,30 @@ def check_log_command(path: Path) -> None:
         raise RunError(f"{path} is not compliant: {verdict.tag()}")
 
 
+@cli.command("sync")
+@click.argument("folders", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Upload again folders already synced (nothing is duplicated).")
+def sync_command(folders: tuple[Path, ...], force: bool) -> None:
+    """Upload runs recorded while the tracking server was unreachable (default: every one in the spool root)."""
+    from suite.errors import DataError
+    from suite.spool import pending, spool_root, sync
+
+    chosen = list(folders) or pending(spool_root())
+    if not chosen:
+        click.echo(f"nothing to sync in {spool_root()}")
+        return
+    for folder in chosen:
+        if not folder.is_dir():
+            raise DataError(f"{folder}: no such folder")
+    for folder in chosen:
+        result = sync(folder, force=force)
+        if result.already:
+            click.echo(f"{folder}: already synced as run {result.run_id} (--force to upload again)")
+            continue
+        click.echo(f"{folder}: {'created' if result.created else 'completed'} run {result.run_id} "
+                   f"({result.status}; {result.metrics} metric values, {result.artifacts} artifacts uploaded)")
+
+
 @cli.command("make-data")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--train", "train_count", default=64, show_default=True, type=click.IntRange(min=1))
@@ -443,21 +474,26 @@ def _process_start() -> float:
 
 
 def main() -> None:
+    from suite.signals import describe, exit_code, stop_signals_raise
+
+    stop_signals_raise()  # a SIGTERM ends a run as KILLED, with what it measured, instead of leaving it RUNNING
     try:
         code = cli.main(prog_name="accelbench", standalone_mode=False)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except click.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+    except click.Abort as e:
+        # click turns KeyboardInterrupt (Ctrl-C, or SIGTERM/SIGHUP through suite.signals) into Abort
+        stop = e.__cause__ if isinstance(e.__cause__, KeyboardInterrupt) else KeyboardInterrupt()
+        click.echo(f"accelbench: {describe(stop)}", err=True)
+        sys.exit(exit_code(stop))
     except BenchError as e:
         click.echo(f"accelbench: error: {e}", err=True)
         sys.exit(e.exit_code)
     except RunError as e:
         click.echo(f"accelbench: run failed: {e}", err=True)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("accelbench: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        click.echo(f"accelbench: {describe(e)}", err=True)
+        sys.exit(exit_code(e))
     sys.exit(code if isinstance(code, int) else 0)

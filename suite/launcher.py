@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from suite import names
+from suite import names, signals
 from suite.config import BenchConfig
 
 logger = logging.getLogger(__name__)
@@ -170,56 +170,67 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
     extra_env: dict[str, str] = {}
     tracker = None
     if spec.node_rank == 0:
-        from suite.tracking import MlflowTracker
-
-        tracker = MlflowTracker.start(experiment=config.tracking.experiment,
-                                      run_name=f"{config.case}/{config.vendor}/{config.topology}",
-                                      description=description, tags=run_tags)
         import mlflow
 
-        extra_env = {"MLFLOW_RUN_ID": tracker.run_id, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+        from suite.tracking import MlflowTracker
+
+        try:
+            tracker = MlflowTracker.start(experiment=config.tracking.experiment,
+                                          run_name=f"{config.case}/{config.vendor}/{config.topology}",
+                                          description=description, tags=run_tags)
+        except Exception as error:  # the job still runs: global rank 0 records it offline (suite.spool)
+            logger.warning("MLflow tracking failed while creating the run (%s); rank 0 will spool it",
+                           f"{type(error).__name__}: {error}".splitlines()[0][:300])
+        else:
+            extra_env = {"MLFLOW_RUN_ID": tracker.run_id}
+        extra_env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
     command = torchrun_command(config, spec.node_rank, spec_path)
     logger.info("node %d: %s", spec.node_rank, " ".join(command))
     kept: collections.deque[str] = collections.deque(maxlen=KEPT_LAUNCHER_LINES)
     process = subprocess.Popen(command, env=child_environment(config, visible_devices_var, extra_env),
                                stderr=subprocess.PIPE, text=True, errors="replace")
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
     try:
         stream_stderr(process, kept)
         returncode = process.wait()
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP to this launcher (suite.signals)
+        interrupted = stop
         process.send_signal(signal.SIGTERM)  # torchrun forwards it to its workers
         returncode = process.wait()
     if tracker is not None:
-        _settle_run(tracker.run_id, returncode, interrupted, kept)
-    if returncode == 0 and not interrupted:
+        try:
+            _settle_run(tracker.run_id, returncode, interrupted, kept)
+        except Exception as error:  # the server went away: rank 0's spool holds the run (`accelbench sync`)
+            logger.warning("could not record how the job ended (%s)",
+                           f"{type(error).__name__}: {error}".splitlines()[0][:300])
+    if returncode == 0 and interrupted is None:
         shutil.rmtree(run_dir, ignore_errors=True)
     else:
         logger.error("node %d: worker logs kept in %s", spec.node_rank, run_dir)
-    return LaunchResult(130 if interrupted else returncode, tracker.run_id if tracker is not None else None)
+    return LaunchResult(signals.exit_code(interrupted) if interrupted is not None else returncode,
+                        tracker.run_id if tracker is not None else None)
 
 
-def _settle_run(run_id: str, returncode: int, interrupted: bool, lines: Iterable[str]) -> None:
+def _settle_run(run_id: str, returncode: int, interrupted: KeyboardInterrupt | None, lines: Iterable[str]) -> None:
     """Make the run's recorded status agree with how the job ended."""
     import mlflow
 
     client = mlflow.MlflowClient()
-    if returncode == 0 and not interrupted:
+    if returncode == 0 and interrupted is None:
         status = client.get_run(run_id).info.status
         if status != "FINISHED":  # rank 0 always ends the run; anything else is a launcher-level surprise
             client.set_tag(run_id, names.TAG_FAILURE, f"job succeeded but the run was left {status}")
-        mlflow.end_run(status="FINISHED" if status == "FINISHED" else "FAILED")
+            client.set_terminated(run_id, status="FAILED")
         return
-    status = "KILLED" if interrupted else "FAILED"
-    reason = "interrupted" if interrupted else (root_cause(lines) or f"torchrun exited with code {returncode}")
+    status = "KILLED" if interrupted is not None else "FAILED"
+    reason = signals.describe(interrupted) if interrupted is not None \
+        else root_cause(lines) or f"torchrun exited with code {returncode}"
     rank0_said = client.get_run(run_id).data.tags.get(names.TAG_FAILURE)
     if rank0_said and rank0_said not in reason:
         reason = f"{reason} ({rank0_said})"
     client.set_tag(run_id, names.TAG_FAILURE, reason)
     client.set_tag(run_id, names.TAG_STATUS, status)
     logger.error("job %s: %s", status, reason)
-    mlflow.end_run(status=status)
     client.set_terminated(run_id, status=status)
 
 

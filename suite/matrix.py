@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from suite import names, registry
 from suite.config import parse_topology
-from suite.errors import BenchError
+from suite.errors import BenchError, RunError
 from suite.launcher import missing_devices, stream_stderr
 from suite.scaling import THROUGHPUTS, efficiencies
 
@@ -94,13 +94,17 @@ def run_matrix(*, vendor: str, adapter_name: str, cases: Sequence[str], topologi
             continue
         members += [Member(case, topology, k) for case in cases for k in range(repeat)]
 
-    tracker = MlflowTracker.start(experiment=experiment, run_name=f"matrix/{vendor}",
-                                  description=f"Matrix of {', '.join(cases)} x {', '.join(topologies)} x "
-                                              f"{repeat} rounds on {vendor}.",
-                                  tags={names.TAG_KIND: names.KIND_MATRIX, names.TAG_VENDOR: vendor,
-                                        names.TAG_CASES: ",".join(cases),
-                                        names.TAG_TOPOLOGIES: ",".join(topologies),
-                                        names.TAG_REPEAT: str(repeat)})
+    try:
+        tracker = MlflowTracker.start(experiment=experiment, run_name=f"matrix/{vendor}",
+                                      description=f"Matrix of {', '.join(cases)} x {', '.join(topologies)} x "
+                                                  f"{repeat} rounds on {vendor}.",
+                                      tags={names.TAG_KIND: names.KIND_MATRIX, names.TAG_VENDOR: vendor,
+                                            names.TAG_CASES: ",".join(cases),
+                                            names.TAG_TOPOLOGIES: ",".join(topologies),
+                                            names.TAG_REPEAT: str(repeat)})
+    except Exception as error:  # a matrix groups its members under a parent run: it needs the server to start
+        raise RunError("cannot create the matrix's parent run: "
+                       + f"{type(error).__name__}: {error}".splitlines()[0][:300]) from error
     result = MatrixResult(tracker.run_id, members, skipped)
     for reason in skipped:
         logger.warning("skipping %s", reason)

@@ -25,7 +25,7 @@ from torch import device as torch_device
 from torch.nn.parallel import DistributedDataParallel
 from torch.random import fork_rng
 
-from suite import environment, names, registry
+from suite import environment, names, registry, signals
 from suite.compliance import check_log
 from suite.config import ResolvedConfig
 from suite.distributed import Collectives, DistContext, destroy_process_group, init_process_group
@@ -34,9 +34,10 @@ from suite.events import EventLog
 from suite.flops import count_training_flops, flops_per_image, mfu
 from suite.hooks import ProgressHook, TrackingHook
 from suite.provenance import DatasetRecord
+from suite.spool import SpoolingTracker
 from suite.telemetry import Sampler
 from suite.timing import PhaseClock, phase_metrics
-from suite.tracking import MlflowTracker, NullTracker, Tracker
+from suite.tracking import NullTracker, Tracker
 from suite.trainer import EvalRecord, Trainer, Workload
 from suite.vendors.base import VendorAdapter
 
@@ -79,6 +80,7 @@ class RunOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
     final_map: dict[str, float] = field(default_factory=dict)
     failure: str | None = None
+    pending_sync: Path | None = None  # the spool folder to `accelbench sync`, when tracking failed during the run
 
 
 def prepare(resolved: ResolvedConfig, *, data_root: Path | None = None, synthetic: bool = False) -> Prepared:
@@ -260,7 +262,7 @@ class RunFiles:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def execute(prepared: Prepared, *, started_at: float, tracker_factory: TrackerFactory = MlflowTracker.start,
+def execute(prepared: Prepared, *, started_at: float, tracker_factory: TrackerFactory = SpoolingTracker.start,
             context: DistContext | None = None, run_dir: Path | None = None,
             extra_tags: dict[str, str] | None = None) -> RunOutcome:
     """Train and record one run (one rank of it, in a distributed job; rank 0 records).
@@ -368,8 +370,11 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
         collectives.barrier()  # every rank is done and its log written before rank 0 uploads them
         outcome.status = "FINISHED"
     except BaseException as error:
-        outcome.status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-        outcome.failure = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP through suite.signals
+            outcome.status, outcome.failure = "KILLED", signals.describe(error)
+        else:
+            outcome.status = "FAILED"
+            outcome.failure = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         logger.error("run %s %s: %s", tracker.run_id, outcome.status, outcome.failure)
         # What this rank measured; no collectives here, since the other ranks may be gone.
         if telemetry is not None:
@@ -392,6 +397,8 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
             files.upload(tracker)
         finally:
             tracker.finish(outcome.status)
+            outcome.run_id = tracker.run_id  # a run recorded offline has one once its spool is uploaded
+            outcome.pending_sync = tracker.pending_sync
     return outcome
 
 
@@ -468,7 +475,7 @@ def _write_eval_artifacts(workdir: Path, evals: list[EvalRecord]) -> None:
 
 
 def run(resolved: ResolvedConfig, *, data_root: Path | None = None, synthetic: bool = False,
-        started_at: float, tracker_factory: TrackerFactory = MlflowTracker.start,
+        started_at: float, tracker_factory: TrackerFactory = SpoolingTracker.start,
         extra_tags: dict[str, str] | None = None) -> RunOutcome:
     prepared = prepare(resolved, data_root=data_root, synthetic=synthetic)
     return execute(prepared, started_at=started_at, tracker_factory=tracker_factory, extra_tags=extra_tags)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -52,6 +53,28 @@ def ensure_experiment(name: str, client: Any | None = None) -> str:
     return found.experiment_id
 
 
+RUN_NAME_TAG = "mlflow.runName"
+DESCRIPTION_TAG = "mlflow.note.content"  # the run page's Markdown description
+
+
+def experiment_id_for(experiment: str, client: Any | None = None) -> str:
+    """Where a new run goes: MLFLOW_EXPERIMENT_ID or MLFLOW_EXPERIMENT_NAME when set (as `mlflow run` and MLflow's
+    own API honour them), else `experiment`, created if missing."""
+    chosen = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    return chosen or ensure_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or experiment, client)
+
+
+def start_tags(run_name: str, description: str | None, tags: Mapping[str, str] | None) -> dict[str, str]:
+    """A new run's tags: ours, its name and description, and MLflow's defaults (user, source, git commit)."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    user = {k: as_text(v, MAX_TAG_LENGTH) for k, v in (tags or {}).items()}
+    user[RUN_NAME_TAG] = run_name
+    if description:
+        user[DESCRIPTION_TAG] = description
+    return {k: str(v) for k, v in resolve_tags(user).items()}
+
+
 def redact_uri(uri: str) -> str:
     """A tracking URI fit for a log file: `https://user:secret@host` loses its password."""
     from urllib.parse import urlsplit, urlunsplit
@@ -66,6 +89,7 @@ def redact_uri(uri: str) -> str:
 
 class Tracker(Protocol):
     run_id: str
+    pending_sync: Path | None  # a spooled run's folder, left for `accelbench sync` (suite.spool)
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
@@ -76,13 +100,27 @@ class Tracker(Protocol):
     def finish(self, status: str) -> None: ...
 
 
-def _text(value: Any, limit: int) -> str:
+def dataset_fields(record: DatasetRecord) -> dict[str, str]:
+    """An MLflow Dataset entity's fields for the dataset a run read (a local path: MLflow's local-files source)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    with warnings.catch_warnings():
+        # MLflow registers its local-files source twice and warns that a path "can be interpreted in multiple ways"
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        source = resolve_dataset_source(str(record.root))
+    return {"name": record.name, "digest": record.digest, "source_type": source._get_source_type(),
+            "source": source.to_json(), "profile": json.dumps(record.profile())}
+
+
+def as_text(value: Any, limit: int) -> str:
     text = value if isinstance(value, str) else ("null" if value is None else str(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class MlflowTracker:
     """One MLflow run. Create it with `start()`; end it with `finish(status)`."""
+
+    pending_sync = None
 
     def __init__(self, client: Any, run_id: str) -> None:
         self.client = client
@@ -93,24 +131,37 @@ class MlflowTracker:
     @classmethod
     def start(cls, *, experiment: str, run_name: str, description: str | None = None,
               tags: Mapping[str, str] | None = None) -> MlflowTracker:
-        import mlflow
+        return cls.begin(experiment=experiment, tags=start_tags(run_name, description, tags))
 
-        attached = "MLFLOW_RUN_ID" in os.environ
-        if not attached and not (os.environ.get("MLFLOW_EXPERIMENT_ID") or os.environ.get("MLFLOW_EXPERIMENT_NAME")):
-            mlflow.set_experiment(experiment_id=ensure_experiment(experiment))
-        # With MLFLOW_RUN_ID set (mlflow run), start_run attaches to that run and ignores run_name.
-        run = mlflow.start_run(run_name=run_name, description=description, tags=dict(tags or {}))
-        if attached:
-            mlflow.set_tag("mlflow.runName", run_name)
-        logger.info("MLflow run %s in %s", run.info.run_id, redact_uri(mlflow.get_tracking_uri()))
-        return cls(mlflow.MlflowClient(), run.info.run_id)
+    @classmethod
+    def begin(cls, *, experiment: str, tags: Mapping[str, str], start_time_ms: int | None = None) -> MlflowTracker:
+        """Create the run (or attach to MLFLOW_RUN_ID's, as under `mlflow run`) with `start_tags()`'s tags.
+
+        The client API rather than `mlflow.start_run`: no process-wide active run is left behind when the tracking
+        server fails mid-run, so the next run in the same process starts cleanly.
+        """
+        import mlflow
+        from mlflow.entities import RunStatus, RunTag
+
+        client = mlflow.MlflowClient()
+        run_id = os.environ.get("MLFLOW_RUN_ID")
+        if run_id:
+            client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            client.log_batch(run_id, tags=[RunTag(k, as_text(v, MAX_TAG_LENGTH)) for k, v in tags.items()
+                                           if not k.startswith("mlflow.source.")])  # mlflow run set those
+        else:
+            run = client.create_run(experiment_id_for(experiment, client), start_time=start_time_ms,
+                                    tags=dict(tags), run_name=tags.get(RUN_NAME_TAG))
+            run_id = run.info.run_id
+        logger.info("MLflow run %s in %s", run_id, redact_uri(mlflow.get_tracking_uri()))
+        return cls(client, run_id)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
         fresh = {}
         for key, value in params.items():
-            text = _text(value, MAX_PARAM_LENGTH)
+            text = as_text(value, MAX_PARAM_LENGTH)
             if key in self._existing_params:
                 if self._existing_params[key] != text:
                     logger.warning("param %s is already %r on this run; keeping it (new value %r)",
@@ -125,7 +176,7 @@ class MlflowTracker:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, _text(v, MAX_TAG_LENGTH)) for k, v in tags.items()]
+        items = [RunTag(k, as_text(v, MAX_TAG_LENGTH)) for k, v in tags.items()]
         for i in range(0, len(items), MAX_TAGS_PER_BATCH):
             self.client.log_batch(self.run_id, tags=items[i: i + MAX_TAGS_PER_BATCH])
 
@@ -133,7 +184,7 @@ class MlflowTracker:
                     timestamp: float | None = None) -> None:
         from mlflow.entities import Metric
 
-        millis = int((timestamp if timestamp is not None else time.time()) * 1000)
+        millis = round((timestamp if timestamp is not None else time.time()) * 1000)
         self._pending.extend(Metric(k, float(v), millis, step or 0) for k, v in metrics.items())
         if len(self._pending) >= FLUSH_EVERY:
             self.flush()
@@ -145,32 +196,28 @@ class MlflowTracker:
 
     def log_dataset(self, record: DatasetRecord) -> None:
         """An MLflow dataset input: the UI's run page and the runs table's Dataset column show it."""
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        self.log_input(dataset_fields(record))
+
+    def log_input(self, fields: Mapping[str, str]) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        source = resolve_dataset_source(str(record.root))  # a local path: MLflow's local-files source
-        entity = Dataset(name=record.name, digest=record.digest, source_type=source._get_source_type(),
-                         source=source.to_json(), profile=json.dumps(record.profile()))
-        self.client.log_inputs(self.run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", "training")])])
+        self.client.log_inputs(self.run_id, [DatasetInput(Dataset(**fields),
+                                                          [InputTag("mlflow.data.context", "training")])])
 
     def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(local_path), artifact_path)
 
-    def finish(self, status: str) -> None:
-        import mlflow
-
+    def finish(self, status: str, end_time_ms: int | None = None) -> None:
         try:
             self.flush()
         finally:
-            active = mlflow.active_run()
-            if active is not None and active.info.run_id == self.run_id:
-                mlflow.end_run(status=status)
-            else:
-                self.client.set_terminated(self.run_id, status=status)
+            self.client.set_terminated(self.run_id, status=status, end_time=end_time_ms)
 
 
 class MemoryTracker:
     """An in-process recorder with the Tracker interface, for tests of code that records runs."""
+
+    pending_sync = None
 
     def __init__(self, run_id: str = "memory") -> None:
         self.run_id = run_id
@@ -183,10 +230,10 @@ class MemoryTracker:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         for key, value in params.items():
-            self.params.setdefault(key, _text(value, MAX_PARAM_LENGTH))
+            self.params.setdefault(key, as_text(value, MAX_PARAM_LENGTH))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.tags.update({k: _text(v, MAX_TAG_LENGTH) for k, v in tags.items()})
+        self.tags.update({k: as_text(v, MAX_TAG_LENGTH) for k, v in tags.items()})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
                     timestamp: float | None = None) -> None:
@@ -207,6 +254,7 @@ class NullTracker:
     """The tracker of ranks other than 0: only global rank 0 talks to MLflow."""
 
     run_id = ""
+    pending_sync = None
 
     @classmethod
     def start(cls, **_: Any) -> NullTracker:

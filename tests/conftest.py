@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +31,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def isolated_env(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, tmp_path: Path) -> None:
     """Every test gets its own MLflow store and never touches the user's ~/.cache or ./mlflow.db."""
     monkeypatch.setenv("ACCELBENCH_CACHE", str(cache_dir))
+    monkeypatch.setenv("ACCELBENCH_SPOOL", str(tmp_path / "spool"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(name, raising=False)
@@ -76,3 +81,72 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` process on a loopback port, with a SQLite backend: started, killed and restarted."""
+
+    def __init__(self, backend_uri: str, folder: Path, *, workers: int = 1) -> None:
+        self.backend_uri = backend_uri
+        self.folder = folder
+        self.workers = workers
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> MlflowServer:
+        self.starts += 1
+        log = (self.folder / f"server{self.starts}.log").open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend_uri,
+             "--artifacts-destination", str(self.folder / "artifacts"), "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", str(self.workers)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # its own group: kill() gets workers
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((self.folder / f"server{self.starts}.log").read_text()[-3000:])
+            time.sleep(0.3)
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers: the outage a crashed host or OOM killer causes."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
+    """A started server on its own SQLite file; MLFLOW_TRACKING_URI is left alone (tests choose where to log)."""
+    folder = tmp_path / "server"
+    folder.mkdir()
+    server = MlflowServer(f"sqlite:///{folder / 'server.db'}", folder)
+    try:
+        yield server.start()
+    finally:
+        server.stop()

@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from html.parser import HTMLParser
@@ -24,7 +21,7 @@ import pytest
 
 from suite import names
 from suite.published import import_published, load_published
-from tests.conftest import run_cli
+from tests.conftest import MlflowServer, run_cli
 from tests.test_results import _record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -129,36 +126,13 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def ui_server(compared: Path, tracking_uri: str, tmp_path: Path):
-    port = _free_port()
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri,
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    server = MlflowServer(tracking_uri, tmp_path)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-            time.sleep(0.5)
-        yield base
+        yield server.start().uri
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        server.stop()
 
 
 def test_mlflow_ui_runs_page_filters_by_case(ui_server: str, tracking_uri: str, tmp_path: Path) -> None:

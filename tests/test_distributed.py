@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,9 @@ from cases.detection.data import load_coco
 from cases.detection.evaluator import CocoEvaluator
 from cases.detection.synthetic import SyntheticSpec, ensure_dataset
 from suite import names
-from tests.conftest import REPO, TINY, run_cli, search_runs
+from tests.conftest import REPO, TINY, free_port, run_cli, search_runs
 
 KILL_TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _download(tracking_uri: str, run_id: str, path: str) -> Path:

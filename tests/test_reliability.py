@@ -1,0 +1,247 @@
+"""Faults, for real: stop signals, a diverging loss, a tracking server killed mid-run or down at start (then
+`accelbench sync`), and eight runs logging to one `mlflow server` at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from suite import names
+from suite.spool import pending, read_journal, spool_root
+from tests.conftest import REPO, TINY, MlflowServer, free_port, run_cli, search_runs
+
+# These tests are about recording, not compute: a light Faster R-CNN (small images, MobileNet backbone, few
+# proposals) keeps each step well under a second on 2 cores.
+SMALL = [*TINY, "--set", "model.min_size=128", "--set", "model.max_size=128",
+         "--set", "model.backbone=mobilenet_v3_large",
+         "--set", "model.detector_kwargs={box_batch_size_per_image: 32, rpn_pre_nms_top_n_train: 128, "
+                  "rpn_post_nms_top_n_train: 64, box_detections_per_img: 10}"]
+LONG = ["--set", "train.max_steps=500", "--set", "hp.epochs=100", "--set", "tracking.log_every=1"]
+# Metrics whose values depend only on the seed and the data, not on how fast the machine was.
+DETERMINISTIC = (names.LOSS, names.LR, names.MAP, names.STEPS, names.IMAGES, names.EPOCHS_RUN)
+
+
+def _start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "suite", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def _wait_for(job: subprocess.Popen[str], *texts: str, timeout: float = 300) -> list[str]:
+    """Read the job's stderr until a line contains all `texts` (the job keeps running)."""
+    assert job.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    for line in job.stderr:
+        seen.append(line)
+        if all(text in line for text in texts):
+            return seen
+        assert time.monotonic() < deadline, "".join(seen[-30:])
+    raise AssertionError(f"the job ended before {texts!r}:\n" + "".join(seen[-30:]))
+
+
+def _finish(job: subprocess.Popen[str], seen: list[str], timeout: float = 300) -> str:
+    try:
+        _, rest = job.communicate(timeout=timeout)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    return "".join(seen) + rest
+
+
+def _history(client: mlflow.MlflowClient, run_id: str, key: str) -> list[tuple[int, int, float]]:
+    return sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def _artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_ends_the_run_killed_with_what_it_measured(signum: int, tracking_uri: str) -> None:
+    job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL, *LONG)
+    seen = _wait_for(job, " step 3 ")
+    job.send_signal(signum)
+    output = _finish(job, seen)
+    assert job.returncode == 128 + signum, output[-3000:]
+    reason = "interrupted by SIGINT" if signum == signal.SIGINT else "stopped by SIGTERM"
+    assert output.rstrip().splitlines()[-1] == f"accelbench: {reason}"
+    (run,) = search_runs(tracking_uri)
+    assert run.info.status == "KILLED"
+    assert run.data.tags[names.TAG_STATUS] == "KILLED"
+    assert run.data.tags[names.TAG_FAILURE] == reason
+    assert run.data.metrics[names.STEPS] >= 3 and names.E2E_TIME in run.data.metrics
+    client = mlflow.MlflowClient(tracking_uri)
+    assert [step for step, _, _ in _history(client, run.info.run_id, names.LOSS)][:2] == [1, 2]
+    assert {"events.jsonl", "environment.json", "rank0.log"} <= _artifacts(client, run.info.run_id)
+
+
+def test_sync_closes_the_run_of_a_process_killed_outright(tracking_uri: str) -> None:
+    """SIGKILL cannot be caught: the run stays RUNNING, and its journal lets `accelbench sync` end it FAILED."""
+    job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL, *LONG)
+    seen = _wait_for(job, " step 3 ")
+    job.kill()
+    _finish(job, seen)
+    (run,) = search_runs(tracking_uri)
+    assert run.info.status == "RUNNING"
+    (folder,) = pending(spool_root())
+    result = run_cli("sync")
+    assert result.returncode == 0 and f"completed run {run.info.run_id} (FAILED;" in result.stdout, result.stderr
+    (run,) = search_runs(tracking_uri)
+    assert run.info.status == "FAILED" and run.data.tags[names.TAG_STATUS] == "FAILED"
+    assert "without finishing" in run.data.tags[names.TAG_FAILURE]
+    client = mlflow.MlflowClient(tracking_uri)
+    assert [step for step, _, _ in _history(client, run.info.run_id, names.LOSS)][:2] == [1, 2]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs process groups")
+def test_sigterm_to_a_multi_process_job_kills_its_run(tracking_uri: str) -> None:
+    job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--topology", "1x2", "--synthetic",
+                 "--master-port", str(free_port()), *SMALL, *LONG)
+    seen = _wait_for(job, "rank1 INFO suite.hooks: ", " step 3 ")  # rank 0 is then past step 2
+    job.send_signal(signal.SIGTERM)
+    output = _finish(job, seen)
+    assert job.returncode == 128 + signal.SIGTERM, output[-3000:]
+    (run,) = search_runs(tracking_uri)
+    assert run.info.status == "KILLED"
+    assert run.data.tags[names.TAG_FAILURE].startswith("stopped by SIGTERM")
+    assert run.data.metrics[names.STEPS] >= 2  # what rank 0 measured before it was stopped
+
+
+def test_a_diverging_loss_fails_the_run_naming_the_step(tracking_uri: str) -> None:
+    result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL,
+                     "--set", "train.max_steps=6", "--set", "hp.lr=1e20", "--set", "hp.warmup_iters=1",
+                     "--set", "tracking.log_every=1")
+    assert result.returncode == 1
+    assert result.stderr.rstrip().splitlines()[-1] == "accelbench: run failed: loss became nan at step 2"
+    (run,) = search_runs(tracking_uri)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[names.TAG_FAILURE] == "NonFiniteLossError: loss became nan at step 2"
+    client = mlflow.MlflowClient(tracking_uri)
+    assert [step for step, _, _ in _history(client, run.info.run_id, names.LOSS)] == [1]  # the finite step kept
+
+
+def test_server_killed_mid_run_then_sync_completes_the_same_run(mlflow_server: MlflowServer) -> None:
+    env = {"MLFLOW_TRACKING_URI": mlflow_server.uri}
+    job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL,
+                 "--set", "train.max_steps=12", "--set", "hp.epochs=3", "--set", "tracking.log_every=1", env=env)
+    seen = _wait_for(job, " step 2 ")
+    mlflow_server.kill()
+    output = _finish(job, seen)
+    assert job.returncode == 0, output[-3000:]  # training went on to the end
+    (folder,) = pending(spool_root())
+    assert f"accelbench sync {folder}" in output
+    records = read_journal(folder)
+    (online_id,) = [r["run_id"] for r in records if r["op"] == "online"]
+    assert [r["op"] for r in records].count("offline") == 1
+
+    mlflow_server.start()
+    client = mlflow.MlflowClient(mlflow_server.uri)
+    assert client.get_run(online_id).info.status == "RUNNING"  # as the outage left it
+    result = run_cli("sync", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"completed run {online_id} (FINISHED;" in result.stdout
+    run = client.get_run(online_id)
+    assert run.info.status == "FINISHED" and run.data.tags[names.TAG_SPOOLED] == "true"
+    assert run.data.tags[names.TAG_STATUS] == "FINISHED"
+    assert run.info.end_time == next(r["end_time_ms"] for r in records if r["op"] == "finish")
+    # every value recorded, once, with its step and timestamp; nothing logged before the outage doubled
+    journal: dict[str, list[tuple[int, int, float]]] = {}
+    for record in (r for r in records if r["op"] == "metrics"):
+        for key, value in record["metrics"].items():
+            journal.setdefault(key, []).append((record["step"], record["timestamp_ms"], value))
+    assert set(run.data.metrics) == set(journal)
+    for key, entries in journal.items():
+        assert _history(client, online_id, key) == sorted(entries), key
+    assert [s for s, _, _ in journal[names.LOSS]] == list(range(1, 13))
+    params = {k: v for r in records if r["op"] == "params" for k, v in r["params"].items()}
+    assert run.data.params == params
+    assert {"events.jsonl", "environment.json", "eval.json", "config/resolved.yaml"} <= _artifacts(client, online_id)
+    assert len(search_runs(mlflow_server.uri)) == 1
+    assert run_cli("sync", env=env).stdout.strip() == f"nothing to sync in {spool_root()}"
+
+
+def _comparable_tags(tags: dict[str, str]) -> dict[str, str]:
+    varying = {names.TAG_SPOOLED, names.TAG_SPOOL_REASON}
+    return {k: v for k, v in tags.items() if k not in varying}
+
+
+def test_a_run_logged_while_the_server_is_down_syncs_to_the_same_record(mlflow_server: MlflowServer) -> None:
+    env = {"MLFLOW_TRACKING_URI": mlflow_server.uri}
+    args = ("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL, "--set", "train.max_steps=4",
+            "--set", "tracking.log_every=1")
+    online = run_cli(*args, env=env)
+    assert online.returncode == 0, online.stderr[-3000:]
+    mlflow_server.kill()
+    offline = run_cli(*args, env=env)
+    assert offline.returncode == 0, offline.stderr[-3000:]
+    assert "the tracking server was unreachable; run kept in" in offline.stderr
+    (folder,) = pending(spool_root())
+    records = read_journal(folder)
+
+    mlflow_server.start()
+    result = run_cli("sync", str(folder), env=env)
+    assert result.returncode == 0 and " created run " in result.stdout, result.stderr[-3000:]
+    client = mlflow.MlflowClient(mlflow_server.uri)
+    logged, synced = sorted(search_runs(mlflow_server.uri), key=lambda r: r.info.start_time)
+    assert synced.info.run_id in result.stdout
+    assert logged.info.status == synced.info.status == "FINISHED"
+    assert synced.info.start_time == records[0]["start_time_ms"]
+    assert synced.info.experiment_id == logged.info.experiment_id
+    assert synced.data.params == logged.data.params
+    assert set(synced.data.tags) - set(logged.data.tags) == {names.TAG_SPOOLED, names.TAG_SPOOL_REASON}
+    differing = {k for k, v in _comparable_tags(logged.data.tags).items() if synced.data.tags[k] != v}
+    assert differing <= {"mlflow.source.git.commit", names.TAG_GIT_DIRTY}  # only if the tree changed meanwhile
+    assert set(synced.data.metrics) == set(logged.data.metrics)
+    for key in logged.data.metrics:  # metric by metric: the same steps; the same values where not timings
+        online_history = _history(client, logged.info.run_id, key)
+        synced_history = _history(client, synced.info.run_id, key)
+        assert [s for s, _, _ in synced_history] == [s for s, _, _ in online_history], key
+        if key in DETERMINISTIC:
+            assert [v for _, _, v in synced_history] == pytest.approx([v for _, _, v in online_history], rel=1e-4)
+        assert all(synced.info.start_time <= t <= synced.info.end_time for _, t, _ in synced_history), key
+    assert [d.dataset.digest for d in synced.inputs.dataset_inputs] == \
+        [d.dataset.digest for d in logged.inputs.dataset_inputs]
+    assert _artifacts(client, synced.info.run_id) == _artifacts(client, logged.info.run_id)
+
+
+def test_eight_concurrent_runs_to_one_server(tmp_path: Path) -> None:
+    folder = tmp_path / "server"
+    folder.mkdir()
+    server = MlflowServer(f"sqlite:///{folder / 'server.db'}", folder, workers=4).start()
+    env = {"MLFLOW_TRACKING_URI": server.uri}
+    try:
+        jobs = [_start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL,
+                       "--set", f"hp.seed={seed}", "--set", "tracking.log_every=1",
+                       env={**env, "OMP_NUM_THREADS": "1"}) for seed in range(8)]
+        outputs = [_finish(job, []) for job in jobs]
+        for job, output in zip(jobs, outputs, strict=True):
+            assert job.returncode == 0, output[-3000:]
+            assert "unreachable" not in output
+        runs = search_runs(server.uri)
+        client = mlflow.MlflowClient(server.uri)
+        said = "\n".join(line for output in outputs for line in output.splitlines() if "WARNING" in line
+                         or "ERROR" in line)
+        assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}, said
+        assert "MLflow tracking failed" not in said, said
+        assert sorted(r.data.params["hp.seed"] for r in runs) == [str(s) for s in range(8)]
+        reference = runs[0]
+        for run in runs:
+            assert set(run.data.params) == set(reference.data.params), said
+            assert set(run.data.metrics) == set(reference.data.metrics) >= {names.P_CORE, names.MAP, names.MEM}, said
+            assert set(run.data.tags) == set(reference.data.tags), said
+            assert [s for s, _, _ in _history(client, run.info.run_id, names.LOSS)] == [1, 2]
+            assert {"events.jsonl", "environment.json", "eval.json"} <= _artifacts(client, run.info.run_id)
+            assert run.data.tags[names.TAG_COMPLIANCE] == "pass"
+        assert pending(spool_root()) == [] and not spool_root().exists()
+    finally:
+        server.stop()
