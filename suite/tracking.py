@@ -200,9 +200,17 @@ class MlflowTracker:
 
     def log_input(self, fields: Mapping[str, str]) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
 
-        self.client.log_inputs(self.run_id, [DatasetInput(Dataset(**fields),
-                                                          [InputTag("mlflow.data.context", "training")])])
+        inputs = [DatasetInput(Dataset(**fields), [InputTag("mlflow.data.context", "training")])]
+        try:
+            self.client.log_inputs(self.run_id, inputs)
+        except MlflowException:
+            # MLflow's store checks for the dataset, then inserts it: two runs of one experiment logging the same
+            # dataset at once race, and the loser gets a UNIQUE-constraint error (seen with eight concurrent runs
+            # on one server). The dataset exists now, so a second call only links it to this run.
+            time.sleep(0.5)
+            self.client.log_inputs(self.run_id, inputs)
 
     def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(local_path), artifact_path)
