@@ -67,6 +67,11 @@ class NonFiniteLossError(RunError):
         super().__init__(f"loss became {value} at step {step}")
 
 
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """`Type: message` cut to its first line and `limit` characters, for a warning or a tag about a failure."""
+    return f"{type(error).__name__}: {error}".splitlines()[0][:limit]
+
+
 def did_you_mean(name: str, valid: Iterable[str]) -> str:
     """Return a ` (did you mean 'x'?)` suffix for the closest valid name, or an empty string."""
     close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)

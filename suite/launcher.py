@@ -25,6 +25,7 @@ from pathlib import Path
 
 from suite import names, signals
 from suite.config import BenchConfig
+from suite.errors import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
                                           description=description, tags=run_tags)
         except Exception as error:  # the job still runs: global rank 0 records it offline (suite.spool)
             logger.warning("MLflow tracking failed while creating the run (%s); rank 0 will spool it",
-                           f"{type(error).__name__}: {error}".splitlines()[0][:300])
+                           one_line(error))
         else:
             extra_env = {"MLFLOW_RUN_ID": tracker.run_id}
         extra_env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
@@ -201,8 +202,7 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
         try:
             _settle_run(tracker.run_id, returncode, interrupted, kept)
         except Exception as error:  # the server went away: rank 0's spool holds the run (`accelbench sync`)
-            logger.warning("could not record how the job ended (%s)",
-                           f"{type(error).__name__}: {error}".splitlines()[0][:300])
+            logger.warning("could not record how the job ended (%s)", one_line(error))
     if returncode == 0 and interrupted is None:
         shutil.rmtree(run_dir, ignore_errors=True)
     else:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from suite import names, registry
 from suite.config import parse_topology
-from suite.errors import BenchError, RunError
+from suite.errors import BenchError, RunError, one_line
 from suite.launcher import missing_devices, stream_stderr
 from suite.scaling import THROUGHPUTS, efficiencies
 
@@ -103,8 +103,7 @@ def run_matrix(*, vendor: str, adapter_name: str, cases: Sequence[str], topologi
                                             names.TAG_TOPOLOGIES: ",".join(topologies),
                                             names.TAG_REPEAT: str(repeat)})
     except Exception as error:  # a matrix groups its members under a parent run: it needs the server to start
-        raise RunError("cannot create the matrix's parent run: "
-                       + f"{type(error).__name__}: {error}".splitlines()[0][:300]) from error
+        raise RunError(f"cannot create the matrix's parent run: {one_line(error)}") from error
     result = MatrixResult(tracker.run_id, members, skipped)
     for reason in skipped:
         logger.warning("skipping %s", reason)

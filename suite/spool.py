@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite import names
-from suite.errors import DataError, RunError
+from suite.errors import DataError, RunError, one_line
 from suite.tracking import (
-    MAX_METRICS_PER_BATCH,
     MAX_PARAM_LENGTH,
     MAX_TAG_LENGTH,
     RUN_NAME_TAG,
@@ -150,7 +149,7 @@ class SpoolingTracker:
 
     def _go_offline(self, doing: str, error: BaseException) -> None:
         self.online = None
-        reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+        reason = one_line(error, 500)
         self.journal.write("offline", at_ms=_now_ms(), doing=doing, reason=reason)
         logger.warning("MLflow tracking failed while %s (%s); the run goes on and is recorded in %s "
                        "(upload it later with `accelbench sync %s`)", doing, reason, self.journal.directory,
@@ -210,8 +209,7 @@ class SpoolingTracker:
         except Exception as error:
             self.pending_sync = self.journal.directory
             logger.warning("the run is kept in %s; upload it with `accelbench sync %s` when the tracking server "
-                           "is back (%s)", self.pending_sync, self.pending_sync,
-                           f"{type(error).__name__}: {error}".splitlines()[0][:300])
+                           "is back (%s)", self.pending_sync, self.pending_sync, one_line(error))
             return
         self.run_id = result.run_id
         self.journal.discard()
@@ -310,8 +308,7 @@ def sync(directory: Path, client: Any | None = None, *, force: bool = False) -> 
         elif op == "artifact":
             client.log_artifact(run_id, str(directory / record["file"]), record["artifact_path"])
             result.artifacts += 1
-    for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=metrics[i: i + MAX_METRICS_PER_BATCH])
+    tracker.log_metric_entries(metrics)
     result.metrics = len(metrics)
 
     offline = [r for r in records if r["op"] == "offline"]

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -147,7 +147,7 @@ class MlflowTracker:
         run_id = os.environ.get("MLFLOW_RUN_ID")
         if run_id:
             client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-            client.log_batch(run_id, tags=[RunTag(k, as_text(v, MAX_TAG_LENGTH)) for k, v in tags.items()
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()
                                            if not k.startswith("mlflow.source.")])  # mlflow run set those
         else:
             run = client.create_run(experiment_id_for(experiment, client), start_time=start_time_ms,
@@ -188,6 +188,11 @@ class MlflowTracker:
         self._pending.extend(Metric(k, float(v), millis, step or 0) for k, v in metrics.items())
         if len(self._pending) >= FLUSH_EVERY:
             self.flush()
+
+    def log_metric_entries(self, entries: Iterable[Any]) -> None:
+        """MLflow `Metric` entities as they are (their own steps and timestamps), sent now."""
+        self._pending.extend(entries)
+        self.flush()
 
     def flush(self) -> None:
         while self._pending:
