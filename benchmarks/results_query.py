@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import finish
 
 CASES = ("faster_rcnn", "retinanet", "mask_rcnn")
 VENDORS = {"nvidia_a100": 45.0, "nvidia_h100": 48.0, "metax_c500": 40.0, "kunlunxin_r300": 30.0}
@@ -74,6 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000, help="measured runs to create")
     parser.add_argument("--store", type=Path, default=None, help="SQLite file to use (default: a temp file)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="accelbench-query-"))
     store = args.store or folder / "mlflow.db"
@@ -102,8 +102,9 @@ def main() -> None:
     both_s = time.perf_counter() - began
     print(f"results.compare(): {len(comparison.runs)} runs -> {len(comparison.table)} table rows, "
           f"{len(comparison.scaling)} scaling rows in {both_s:.2f} s (query included)")
-    verdict = "meets" if both_s < TARGET_S else "MISSES"
-    print(f"query+compare over {len(comparison.runs)} runs: {both_s:.2f} s; target < {TARGET_S:.0f} s: {verdict}")
+    finish(f"results query+compare of {args.runs} measured runs", figure=both_s, unit=" s", target=TARGET_S,
+           higher_is_better=False, details={"runs": len(comparison.runs), "query_s": query_s, "compare_s": both_s},
+           json_path=args.json)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import yaml
 from suite import names, registry
 from suite.config import parse_topology, render_with_sources, resolve
 from suite.errors import BenchError, RunError
+from suite.precision import PRECISIONS
 
 logger = logging.getLogger("suite")
 SMOKE_CASES = ("faster_rcnn", "retinanet", "mask_rcnn")
@@ -139,7 +140,7 @@ def _print_table(outcomes: list) -> None:
 @click.option("--synthetic", is_flag=True, help="Use a generated synthetic COCO-format dataset (cached).")
 @click.option("--mode", default="", type=click.Choice(["", "convergence", "throughput", "smoke"]),
               help="Override train.mode (default: the topology config's).")
-@click.option("--precision", default="", type=click.Choice(["", "fp32", "tf32", "amp_bf16", "amp_fp16"]),
+@click.option("--precision", default="", type=click.Choice(["", *PRECISIONS]),
               help="Override train.precision (default: the vendor's).")
 @click.option("--experiment", default="", help="MLflow experiment name (default: tracking.experiment).")
 @click.option("--node-rank", default=0, show_default=True, type=click.IntRange(min=0),

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationErro
 from suite import registry
 from suite.errors import ConfigError, UnknownNameError, did_you_mean
 
-Precision = Literal["fp32", "tf32", "amp_bf16", "amp_fp16"]
+Precision = Literal["fp32", "tf32", "amp_bf16", "amp_fp16", "amp_bf16_fast"]  # = suite.precision.PRECISIONS
 Mode = Literal["convergence", "throughput", "smoke"]
 TOPOLOGY_PATTERN = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)$")
 BUILTIN_SOURCE = "built-in default"
@@ -119,6 +119,9 @@ class DistSettings(_Strict):
 
 class EvalSettings(_Strict):
     save_predictions: bool = Field(False, description="attach each evaluation's merged COCO results as JSON")
+    backend: Literal["pycocotools", "faster_coco_eval"] = Field(
+        "pycocotools", description="COCO evaluation code: pycocotools (reference) or faster_coco_eval (same "
+        "stats, much faster; optional extra fast-eval)")
 
 
 class TrackingSettings(_Strict):

@@ -33,6 +33,7 @@ from suite.errors import DataError
 from suite.events import EventLog
 from suite.flops import count_training_flops, flops_per_image, mfu
 from suite.hooks import ProgressHook, TrackingHook
+from suite.precision import profile
 from suite.provenance import DatasetRecord
 from suite.spool import SpoolingTracker
 from suite.telemetry import Sampler
@@ -56,7 +57,7 @@ class Case(Workload, Protocol):
     @property
     def backbone_init(self) -> str: ...
     def build_model(self) -> Any: ...
-    def optimizer(self, model: Any) -> Any: ...
+    def optimizer(self, model: Any, options: Mapping[str, Any]) -> Any: ...
     def train_loader(self, pin_memory: bool, context: DistContext) -> Any: ...
     def dataset_record(self, root: Path) -> DatasetRecord | None: ...
     def sample_batch(self, count: int) -> Any: ...
@@ -163,6 +164,13 @@ def run_tags(prepared: Prepared) -> dict[str, str]:
         tags[names.TAG_GIT_COMMIT] = git["commit"]
         tags[names.TAG_GIT_DIRTY] = git["dirty"]
     return tags
+
+
+def step_flags(adapter: VendorAdapter, precision: str) -> dict[str, str]:
+    """The precision's memory format and optimizer implementation, recorded with the math flags."""
+    options = adapter.optimizer_options(precision)
+    return {"memory_format": "channels_last" if profile(precision).channels_last else "contiguous",
+            "optimizer_impl": next((k for k, on in options.items() if on), "default")}
 
 
 def describe(prepared: Prepared) -> str:
@@ -311,7 +319,7 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
         init_process_group(context, config.accelerator.dist_backend, config.dist.timeout_s)
         collectives = Collectives(context, device)
         adapter.manual_seed(config.hp.seed)
-        flags = adapter.set_math_flags(config.train.precision)
+        flags = {**adapter.set_math_flags(config.train.precision), **step_flags(adapter, config.train.precision)}
         tracker.set_tags({names.MATH_TAG_PREFIX + k: v for k, v in flags.items()})
         node_records = _node_environments(adapter, config, context, collectives, env_record)
         if context.is_main:
@@ -320,14 +328,14 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
                 tracker.set_tags({names.ENV_TAG_PREFIX + k: v for k, v in merged.items()})
             _write_environment(files.workdir, merged, node_records, flags, config.nnodes)
         case = prepared.case
-        model = case.build_model().to(device)
+        model = case.build_model().to(device, memory_format=profile(config.train.precision).memory_format)
         tracker.log_params({"model.trainable_backbone_layers_effective": case.trainable_layers})
         # Only rank 0 records MFU, so only rank 0 counts (the other ranks would redo the same work).
-        peak_tflops = config.accelerator.peak_tflops.get(config.train.precision)
+        peak_tflops = config.accelerator.peak_tflops.get(profile(config.train.precision).peak_key)
         flops = _training_flops(prepared, model, device) if context.is_main and peak_tflops else None
         if flops is not None:
             tracker.log_params({names.PARAM_FLOPS_PER_IMAGE: f"{flops:.6g}", names.PARAM_PEAK_TFLOPS: peak_tflops})
-        optimizer = case.optimizer(model)
+        optimizer = case.optimizer(model, adapter.optimizer_options(config.train.precision))
         if context.distributed:
             model = DistributedDataParallel(model, device_ids=[device.index] if device.index is not None else None)
         loader = case.train_loader(adapter.pin_memory, context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 
@@ -11,8 +12,11 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from cases.detection import evaluator as evaluator_module
+from cases.detection import synthetic_predictions
 from cases.detection.data import load_coco
 from cases.detection.evaluator import CocoEvaluator, results_from_output
+from suite.errors import ConfigError
 from tests.conftest import COCO_FIXTURE
 
 ANNOTATIONS = COCO_FIXTURE / "instances_val2014_100.json"
@@ -96,3 +100,41 @@ def test_results_from_output_format() -> None:
     (result,) = results_from_output(7, output, ["bbox"])
     assert result == {"image_id": 7, "category_id": 18, "bbox": [10.0, 20.0, 20.0, 40.0],
                       "score": pytest.approx(0.9)}
+
+
+def _synthetic_set() -> tuple[COCO, list[dict], list[int]]:
+    document = synthetic_predictions.ground_truth(300, seed=3)
+    coco = COCO()
+    coco.dataset = document
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco, synthetic_predictions.predictions(document, 30, seed=4), [i["id"] for i in document["images"]]
+
+
+@pytest.mark.parametrize("dataset", ["coco-bbox", "coco-segm", "synthetic-bbox"])
+def test_fast_backend_gives_the_same_stats(coco_gt: COCO, dataset: str) -> None:
+    """faster_coco_eval and pycocotools on the same results: the same 12 stats (up to float summation order)."""
+    if dataset == "synthetic-bbox":
+        gt, results, image_ids = _synthetic_set()
+        iou_type = "bbox"
+    else:
+        iou_type = dataset.split("-")[1]
+        gt, image_ids = coco_gt, coco_gt.getImgIds()
+        results = json.loads((COCO_FIXTURE / f"instances_val2014_fake{iou_type}100_results.json").read_text())
+    stats = {}
+    for backend in ("pycocotools", "faster_coco_eval"):
+        evaluator = CocoEvaluator(gt, [iou_type], backend)
+        evaluator.add(image_ids, results)
+        stats[backend] = evaluator.evaluate()[iou_type]
+        assert "Average Precision" in evaluator.summaries[iou_type]
+    assert stats["faster_coco_eval"] == pytest.approx(stats["pycocotools"], abs=1e-12)
+    assert 0.05 < stats["pycocotools"][0] < 1  # a set that exercises matching, not an empty or perfect one
+    assert "area" not in results[0] and "id" not in results[0]  # the caller's results are left as they were
+
+
+def test_fast_backend_not_installed_is_a_config_error(monkeypatch: pytest.MonkeyPatch, coco_gt: COCO) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(evaluator_module.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "faster_coco_eval" else find_spec(name, *args))
+    with pytest.raises(ConfigError, match=r"eval.backend: .*faster-coco-eval package: pip install"):
+        CocoEvaluator(coco_gt, ["bbox"], "faster_coco_eval")

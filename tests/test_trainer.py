@@ -111,7 +111,8 @@ def test_non_finite_loss_names_the_step(tmp_path: Path) -> None:
         trainer.train()
 
 
-@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("amp_bf16", torch.bfloat16)])
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("amp_bf16", torch.bfloat16),
+                                                  ("amp_bf16_fast", torch.bfloat16)])
 def test_precision_sets_autocast(tmp_path: Path, precision: str, dtype: torch.dtype) -> None:
     workload = ToyWorkload()
     trainer, _, _ = _trainer(tmp_path, workload, ["train.mode=smoke", f"train.precision={precision}"])

@@ -7,7 +7,7 @@ suite's trainer drives it; a case never times itself.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,8 +15,15 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
-from cases.detection.data import CocoDetection, GroupedBatchSampler, aspect_ratio_groups, check_root, collate
-from cases.detection.evaluator import CocoEvaluator
+from cases.detection.data import (
+    CocoDetection,
+    GroupedBatchSampler,
+    aspect_ratio_groups,
+    check_root,
+    collate,
+    to_float,
+)
+from cases.detection.evaluator import CocoEvaluator, check_backend
 from cases.detection.models import check_detector_kwargs, resnet50_fpn
 from cases.detection.synthetic import COMPLETE_MARKER as SYNTHETIC_COMPLETE_MARKER
 from cases.detection.weights import verify_weights_file
@@ -44,6 +51,7 @@ class DetectionCase:
         self.weights_sha256: str | None = None
         self.trainable_layers: int | None = None
         self._train_sampler: Sampler[int] | None = None
+        self._val_loader: DataLoader | None = None
 
     # --- checks done before any run is created -------------------------------------------------------------
     def check(self, data_root: Path) -> None:
@@ -53,6 +61,7 @@ class DetectionCase:
             raise ConfigError(f"backbone {model.backbone!r} is not available for {self.name} "
                               f"(available: {', '.join(self.backbones)})", key="model.backbone")
         check_detector_kwargs(self.detector_class, model.detector_kwargs)
+        check_backend(self.config.eval.backend)
         if model.backbone_weights is not None:
             self.weights_sha256 = verify_weights_file(Path(model.backbone_weights))
         check_root(data_root)
@@ -124,15 +133,24 @@ class DetectionCase:
             self._train_sampler.set_epoch(epoch)
 
     def val_loader(self, pin_memory: bool, context: DistContext) -> DataLoader:
-        """This rank's shard of the val split, in order (DistributedSampler repeats images to even out shards)."""
+        """This rank's shard of the val split, in order (DistributedSampler repeats images to even out shards).
+
+        Built once per run: its workers persist between evaluations instead of starting again every epoch.
+        """
         assert self.val_set is not None, "check() builds the datasets"
+        if self._val_loader is None:
+            self._val_loader = self._build_val_loader(pin_memory, context)
+        return self._val_loader
+
+    def _build_val_loader(self, pin_memory: bool, context: DistContext) -> DataLoader:
+        assert self.val_set is not None
         data = self.config.data
         sampler: Sampler[int] = SequentialSampler(self.val_set)
         if context.distributed:
             sampler = DistributedSampler(self.val_set, num_replicas=context.world_size, rank=context.rank,
                                          shuffle=False)
         return DataLoader(self.val_set, batch_size=data.eval_bs, sampler=sampler, num_workers=data.workers,
-                          collate_fn=collate, pin_memory=pin_memory)
+                          collate_fn=collate, pin_memory=pin_memory, persistent_workers=data.workers > 0)
 
     def sample_batch(self, count: int) -> Batch:
         """The first `count` training images as one batch (for counting FLOPs), without touching the loaders."""
@@ -143,7 +161,7 @@ class DetectionCase:
     def to_device(batch: Batch, device: torch.device) -> Batch:
         images, targets = batch
         non_blocking = device.type != "cpu"
-        images = tuple(image.to(device, non_blocking=non_blocking) for image in images)
+        images = tuple(to_float(image.to(device, non_blocking=non_blocking)) for image in images)
         targets = tuple({k: v.to(device, non_blocking=non_blocking) for k, v in t.items()} for t in targets)
         return images, targets
 
@@ -152,10 +170,12 @@ class DetectionCase:
         return len(batch[0])
 
     # --- training --------------------------------------------------------------------------------------------
-    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+    def optimizer(self, model: nn.Module, options: Mapping[str, Any] | None = None) -> torch.optim.Optimizer:
+        """torchvision's SGD; `options` picks the implementation (fused/foreach) without changing the update."""
         hp = self.config.hp
         params = [p for p in model.parameters() if p.requires_grad]
-        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
+                               **(options or {}))
 
     def schedulers(self, optimizer: torch.optim.Optimizer, iters_per_epoch: int
                    ) -> tuple[torch.optim.lr_scheduler.LRScheduler | None, torch.optim.lr_scheduler.LRScheduler]:
@@ -190,12 +210,12 @@ class DetectionCase:
         """Every rank predicts its shard; rank 0 merges them (each image once) and computes COCO AP; all ranks get
         the same {metric name: AP} plus the full stats, so their stopping decisions agree."""
         assert self.val_set is not None, "check() builds the datasets"
-        evaluator = CocoEvaluator(self.val_set.coco, self.iou_types)
+        evaluator = CocoEvaluator(self.val_set.coco, self.iou_types, self.config.eval.backend)
         was_training = model.training
         model.eval()
         try:
             for images, targets in self.val_loader(pin_memory, collectives.context):
-                images = [image.to(device) for image in images]
+                images = [to_float(image.to(device, non_blocking=True)) for image in images]
                 with autocast():
                     outputs = model(images)
                 evaluator.add_outputs([int(t["image_id"]) for t in targets], outputs)
@@ -204,7 +224,7 @@ class DetectionCase:
         shards = collectives.gather_objects(evaluator.per_image)
         metrics: dict[str, Any] | None = None
         if collectives.context.is_main:
-            merged = CocoEvaluator(self.val_set.coco, self.iou_types)
+            merged = CocoEvaluator(self.val_set.coco, self.iou_types, self.config.eval.backend)
             merged.merge(shards)
             stats = merged.evaluate()
             metrics = {names.IOU_TYPE_METRIC[t]: stats[t][0] for t in self.iou_types}

@@ -2,6 +2,9 @@
 
 The dataset decodes JPEGs with torchvision.io and converts annotations to torchvision detection targets; masks are
 decoded only when the case needs them (Mask R-CNN), because polygon rasterisation is the costliest part of loading.
+Images leave the loader as uint8: the conversion to float happens on the device (`to_float`), so worker-to-main
+transfers, pinned buffers and host-to-device copies carry a quarter of the bytes. Each annotation file is parsed
+once per process; epochs and evaluations reuse the index.
 """
 
 from __future__ import annotations
@@ -130,8 +133,13 @@ def _has_valid_annotation(anns: Sequence[dict[str, Any]]) -> bool:
     return any(a.get("iscrowd", 0) == 0 and a["bbox"][2] > 1 and a["bbox"][3] > 1 for a in anns)
 
 
+def to_float(image: torch.Tensor) -> torch.Tensor:
+    """uint8 CHW in [0, 255] -> float32 in [0, 1], what torchvision's detectors take."""
+    return image.float().div_(255)
+
+
 class CocoDetection(Dataset):
-    """One split of a COCO2017-layout dataset, yielding (image float CHW in [0,1], torchvision target dict)."""
+    """One split of a COCO2017-layout dataset, yielding (image uint8 CHW, torchvision target dict)."""
 
     def __init__(self, root: Path, split: str, *, with_masks: bool, hflip_prob: float = 0.0,
                  drop_empty: bool = False, limit: int | None = None) -> None:
@@ -162,7 +170,6 @@ class CocoDetection(Dataset):
         path = self.image_dir / info["file_name"]
         image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
         target = self.convert_target(image_id, image.shape[-2], image.shape[-1])
-        image = image.float().div_(255)
         if self.hflip_prob and torch.rand(()) < self.hflip_prob:
             image, target = hflip(image, target)
         return image, target

@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 import torch
 
 from suite.errors import ConfigError
+from suite.precision import REFERENCE_PRECISIONS, profile
 
 GIB = 1024**3
-AUTOCAST_DTYPES = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}
 
 
 class VendorAdapter(ABC):
@@ -20,7 +20,8 @@ class VendorAdapter(ABC):
 
     name: ClassVar[str]
     visible_devices_var: ClassVar[str | None] = None
-    supported_precisions: ClassVar[tuple[str, ...]] = ("fp32", "tf32", "amp_bf16", "amp_fp16")
+    supported_precisions: ClassVar[tuple[str, ...]] = REFERENCE_PRECISIONS
+    fused_optimizer: ClassVar[bool] = False  # torch's fused optimizer kernels exist for this device type
 
     @abstractmethod
     def check_available(self) -> None:
@@ -51,7 +52,7 @@ class VendorAdapter(ABC):
 
     @contextlib.contextmanager
     def autocast(self, device: torch.device, precision: str) -> Iterator[None]:
-        dtype = AUTOCAST_DTYPES.get(precision)
+        dtype = profile(precision).autocast_dtype
         if dtype is None:
             yield
             return
@@ -60,9 +61,15 @@ class VendorAdapter(ABC):
 
     def grad_scaler(self, device: torch.device, precision: str) -> Any | None:
         """fp16 autocast needs loss scaling; every other precision trains unscaled."""
-        if precision != "amp_fp16":
+        if profile(precision).autocast_dtype != torch.float16:
             return None
         return torch.amp.GradScaler(device.type)
+
+    def optimizer_options(self, precision: str) -> dict[str, bool]:
+        """Keyword arguments for the torch.optim optimizer: {} leaves torch's own choice (the reference)."""
+        if not profile(precision).fast_optimizer:
+            return {}
+        return {"fused": True} if self.fused_optimizer else {"foreach": True}
 
     @abstractmethod
     def reset_peak_memory(self, device: torch.device) -> None: ...

@@ -14,13 +14,15 @@ from typing import ClassVar
 import torch
 
 from suite.environment import cpu_model, host_memory_bytes
+from suite.precision import profile
 from suite.vendors.base import GIB, VendorAdapter
 
 
 class CpuAdapter(VendorAdapter):
     name: ClassVar[str] = "cpu"
     # TF32 and fp16 autocast do not exist on CPU; claiming them would mislabel the math that ran.
-    supported_precisions: ClassVar[tuple[str, ...]] = ("fp32", "amp_bf16")
+    supported_precisions: ClassVar[tuple[str, ...]] = ("fp32", "amp_bf16", "amp_bf16_fast")
+    fused_optimizer: ClassVar[bool] = True  # torch has CPU kernels for fused SGD/Adam/AdamW
 
     def check_available(self) -> None:
         return None
@@ -36,7 +38,7 @@ class CpuAdapter(VendorAdapter):
 
     def set_math_flags(self, precision: str) -> dict[str, str]:
         return {
-            "autocast": "bfloat16" if precision == "amp_bf16" else "off",
+            "autocast": profile(precision).autocast_label,
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "num_threads": str(torch.get_num_threads()),
         }

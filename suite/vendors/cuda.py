@@ -9,12 +9,15 @@ from typing import Any, ClassVar
 import torch
 
 from suite.errors import VendorUnavailableError
+from suite.precision import REFERENCE_PRECISIONS, profile
 from suite.vendors.base import GIB, VendorAdapter
 
 
 class CudaAdapter(VendorAdapter):
     name: ClassVar[str] = "cuda"
     visible_devices_var: ClassVar[str | None] = "CUDA_VISIBLE_DEVICES"
+    supported_precisions: ClassVar[tuple[str, ...]] = (*REFERENCE_PRECISIONS, "amp_bf16_fast")
+    fused_optimizer: ClassVar[bool] = True
 
     def __init__(self, device_module: Any | None = None) -> None:
         # Tests pass a small fake module with the torch.cuda functions used here.
@@ -48,7 +51,7 @@ class CudaAdapter(VendorAdapter):
         self.cuda.manual_seed_all(seed)
 
     def set_math_flags(self, precision: str) -> dict[str, str]:
-        tf32 = precision == "tf32"
+        tf32 = profile(precision).tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
         # Detection models change input shapes every step; autotuning would re-run on each new shape.
@@ -57,7 +60,7 @@ class CudaAdapter(VendorAdapter):
             "matmul_tf32": str(torch.backends.cuda.matmul.allow_tf32).lower(),
             "cudnn_tf32": str(torch.backends.cudnn.allow_tf32).lower(),
             "cudnn_benchmark": str(torch.backends.cudnn.benchmark).lower(),
-            "autocast": _autocast_label(precision),
+            "autocast": profile(precision).autocast_label,
         }
 
     def reset_peak_memory(self, device: torch.device) -> None:
@@ -113,6 +116,3 @@ class CudaAdapter(VendorAdapter):
     def pin_memory(self) -> bool:
         return True
 
-
-def _autocast_label(precision: str) -> str:
-    return {"amp_bf16": "bfloat16", "amp_fp16": "float16"}.get(precision, "off")

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from suite.precision import REFERENCE_PRECISIONS
 from suite.vendors.cuda import CudaAdapter
 
 TF32_ENV = "METAX_USE_TF32"
@@ -14,6 +15,9 @@ TF32_ENV = "METAX_USE_TF32"
 
 class MetaxAdapter(CudaAdapter):
     name: ClassVar[str] = "metax"
+    # The fast profile's fused kernels have not been seen working on MACA here: offer the reference labels only.
+    supported_precisions: ClassVar[tuple[str, ...]] = REFERENCE_PRECISIONS
+    fused_optimizer: ClassVar[bool] = False
 
     def set_math_flags(self, precision: str) -> dict[str, str]:
         # MACA reads the switch from the environment, so the variable must agree with the precision label.

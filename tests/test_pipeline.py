@@ -1,0 +1,77 @@
+"""A real run wastes no work on data and takes the fast paths it is given: one parse of each annotation file, no
+masks for a box-only case, one validation loader for every evaluation, the amp_bf16_fast profile and the
+faster_coco_eval backend recorded as such."""
+
+from __future__ import annotations
+
+import time
+
+import mlflow
+import pytest
+import torch
+from pycocotools.coco import COCO
+
+from cases.detection import case as case_module
+from cases.detection import data as data_module
+from suite import names, runner
+from suite.config import resolve
+from suite.precision import PROFILES
+from suite.vendors.cpu import CpuAdapter
+from suite.vendors.kunlunxin import KunlunxinAdapter
+from suite.vendors.metax import MetaxAdapter
+
+# Two epochs of two steps, each followed by an evaluation, on a light model.
+SETTINGS = ["train.mode=smoke", "data.synthetic.train=4", "data.synthetic.val=2", "hp.epochs=2", "hp.bs=2",
+            "data.workers=0", "model.backbone=mobilenet_v3_large", "model.min_size=128", "model.max_size=128",
+            "model.detector_kwargs={rpn_pre_nms_top_n_train: 100, rpn_post_nms_top_n_train: 100, "
+            "box_batch_size_per_image: 16}"]
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, attribute: str) -> list[int]:
+    calls: list[int] = []
+    original = getattr(owner, attribute)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, attribute, counted)
+    return calls
+
+
+def test_fast_run_parses_once_and_records_what_ran(monkeypatch: pytest.MonkeyPatch, tracking_uri: str) -> None:
+    parses = _count_calls(monkeypatch, data_module, "load_coco")
+    masks = _count_calls(monkeypatch, COCO, "annToMask")
+    val_loaders = _count_calls(monkeypatch, case_module.DetectionCase, "_build_val_loader")
+    resolved = resolve("faster_rcnn", "cpu", "1x1", [*SETTINGS, "train.precision=amp_bf16_fast",
+                                                     "eval.backend=faster_coco_eval"])
+    outcome = runner.run(resolved, synthetic=True, started_at=time.time())
+
+    assert outcome.status == "FINISHED"
+    assert len(parses) == 2  # train and val, once each, for two epochs and two evaluations
+    assert masks == []  # Faster R-CNN trains on boxes: no polygon is rasterised
+    assert len(val_loaders) == 1
+    run = mlflow.MlflowClient(tracking_uri).get_run(outcome.run_id)
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    assert tags[names.TAG_PRECISION] == "amp_bf16_fast" and params["precision"] == "amp_bf16_fast"
+    assert tags["math.autocast"] == "bfloat16" and tags["math.memory_format"] == "channels_last"
+    assert tags["math.optimizer_impl"] == "fused"
+    assert params["eval.backend"] == "faster_coco_eval"
+    assert metrics[names.EPOCHS_RUN] == 2 and names.MAP in metrics
+    history = mlflow.MlflowClient(tracking_uri).get_metric_history(outcome.run_id, names.MAP)
+    assert [m.step for m in history] == [1, 2]
+
+
+def test_precision_profiles() -> None:
+    import typing
+
+    from suite.config import Precision
+
+    assert typing.get_args(Precision) == tuple(PROFILES)
+    fast = PROFILES["amp_bf16_fast"]
+    assert fast.autocast_dtype == PROFILES["amp_bf16"].autocast_dtype and fast.peak_key == "amp_bf16"
+    assert fast.memory_format == torch.channels_last and PROFILES["tf32"].memory_format == torch.contiguous_format
+    cpu = CpuAdapter()
+    assert cpu.optimizer_options("amp_bf16_fast") == {"fused": True} and cpu.optimizer_options("amp_bf16") == {}
+    assert "amp_bf16_fast" not in MetaxAdapter.supported_precisions
+    assert "amp_bf16_fast" not in KunlunxinAdapter.supported_precisions
