@@ -10,6 +10,7 @@
     accelbench check RUN_ID --against BASELINE          regression gate; exit 1 on a regression
     accelbench check-log FILE                           MLPerf-style rules on an events.jsonl; exit 1 if violated
     accelbench sync [DIR ...]                           upload runs recorded while the tracking server was away
+    accelbench ui [--port P]                            the MLflow UI on 127.0.0.1 for the store the runs went to
 
 Bad input prints one `accelbench: error: ...` line and exits 2 before any run is created; a failure during a run
 marks the MLflow run FAILED and exits 1.
@@ -37,11 +38,23 @@ logger = logging.getLogger("suite")
 SMOKE_CASES = ("faster_rcnn", "retinanet", "mask_rcnn")
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    # torchrun sets RANK in each worker; log lines name the rank they come from.
-    rank = os.environ.get("RANK", "0")
-    logging.basicConfig(level=level, format=names.log_format(rank), stream=sys.stderr)
+LOG_LEVEL_ENV = "ACCELBENCH_LOG_LEVEL"  # inherited by matrix members and torchrun workers
+
+
+def _configure_logging(level: int) -> None:
+    """Console logging at `level` through the progress-aware handler; lines name their node and rank."""
+    from suite.progress import ConsoleHandler
+
+    verbose = level <= logging.DEBUG
+    root = logging.getLogger()
+    console = next((h for h in root.handlers if isinstance(h, ConsoleHandler)), None)
+    if console is None:
+        console = ConsoleHandler(sys.stderr)
+        root.addHandler(console)
+    # torchrun sets RANK and GROUP_RANK (the node) in each worker.
+    console.setFormatter(logging.Formatter(names.log_format(os.environ.get("RANK", "0"),
+                                                            os.environ.get("GROUP_RANK", "0"))))
+    root.setLevel(level)
     logging.getLogger("suite").setLevel(level)
     logging.getLogger("cases").setLevel(level)
     # urllib3 warns on every retry against an unreachable tracking server; suite.spool says it once, in our words.
@@ -50,15 +63,42 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     # and tables; -v brings them back. MLflow reads this when it is imported (after this point), and worker
     # processes inherit it. A user's own MLFLOW_LOGGING_LEVEL wins.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
+    os.environ[LOG_LEVEL_ENV] = logging.getLevelName(level)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More log output.")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def _inherited_level() -> int:
+    level = logging.getLevelName(os.environ.get(LOG_LEVEL_ENV, "INFO").upper())
+    return level if isinstance(level, int) else logging.INFO
+
+
+def _verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """-v/--verbose and -q/--quiet, accepted before the subcommand and after it (the later one wins)."""
+    if param.name == "verbose" and value:
+        _configure_logging(logging.DEBUG)
+    elif param.name == "quiet" and value:
+        _configure_logging(logging.WARNING)
+
+
+def verbosity_options(command: Any) -> Any:
+    command = click.option("-v", "--verbose", count=True, expose_value=False, callback=_verbosity,
+                           help="More log output (DEBUG).")(command)
+    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_verbosity,
+                        help="Only warnings and errors: no progress.")(command)
+
+
+class _Group(click.Group):
+    """Every subcommand takes -v/-q too, so `accelbench run ... -q` works like `accelbench -q run ...`."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        verbosity_options(cmd)
+        super().add_command(cmd, name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@verbosity_options
 @click.version_option(package_name="accelbench")
-def cli(verbose: int, quiet: bool) -> None:
+def cli() -> None:
     """accelbench: accelerator training benchmarks recorded in MLflow."""
-    _configure_logging(verbose, quiet)
 
 
 def _case_option(default: str | None = None) -> click.Option:
@@ -448,6 +488,20 @@ def sync_command(folders: tuple[Path, ...], force: bool) -> None:
                    f"({result.status}; {result.metrics} metric values, {result.artifacts} artifacts uploaded)")
 
 
+@cli.command("ui")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(min=0, max=65535),
+              help="Port on 127.0.0.1 (0 picks a free one).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Server worker processes.")
+def ui_command(port: int, workers: int) -> None:
+    """Serve the MLflow UI on 127.0.0.1 for the store the runs went to (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
+    from suite.ui import serve
+
+    code = serve(port, workers, click.echo, server_log=logging.getLogger("suite").isEnabledFor(logging.DEBUG))
+    if code:
+        raise RunError(f"the MLflow server exited with code {code}")
+
+
 @cli.command("make-data")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--train", "train_count", default=64, show_default=True, type=click.IntRange(min=1))
@@ -478,6 +532,7 @@ def main() -> None:
     from suite.signals import describe, exit_code, stop_signals_raise
 
     stop_signals_raise()  # a SIGTERM ends a run as KILLED, with what it measured, instead of leaving it RUNNING
+    _configure_logging(_inherited_level())  # -v/-q, wherever they appear, adjust it while the line is parsed
     try:
         code = cli.main(prog_name="accelbench", standalone_mode=False)
     except click.ClickException as e:

@@ -27,7 +27,7 @@ from suite.results import Comparison, map_history
 from suite.scaling import THROUGHPUTS
 
 MAX_CURVE_RUNS = 40  # per case: the newest convergence/smoke runs get an mAP curve
-DESCRIPTION_LIMIT = 7500  # MLflow tag values hold 8000 characters
+DESCRIPTION_LIMIT = 7000  # MLflow tag values hold 8000 characters; the rest is for the links
 
 
 def format_number(value: Any) -> str:
@@ -317,6 +317,8 @@ def record_comparison_run(comparison: Comparison, report: ReportFiles, experimen
 
     cases = sorted(comparison.table["case"].unique())
     vendors = sorted(comparison.table["vendor"].unique())
+    from suite.run_page import search_link
+
     description = markdown_report(comparison)
     if len(description) > DESCRIPTION_LIMIT:
         description = description[:DESCRIPTION_LIMIT] + "\n\n(truncated: see comparison.md in the artifacts)"
@@ -330,6 +332,10 @@ def record_comparison_run(comparison: Comparison, report: ReportFiles, experimen
         names.TAG_VENDORS: ",".join(vendors),
         names.TAG_BASELINE: comparison.baseline,
     }) as run:
+        # Links back to the compared runs, in the experiment this run landed in (the project's, under `mlflow run`).
+        links = " · ".join(search_link(run.info.experiment_id, f"the {case} runs",
+                                       f"tags.`{names.TAG_CASE}` = '{case}'") for case in cases)
+        mlflow.set_tag(names.TAG_DESCRIPTION, f"**Runs compared:** {links}\n\n{description}")
         mlflow.log_metric("compared_runs", len(comparison.runs))
         mlflow.log_metric("table_rows", len(comparison.table))
         for path in report.files:

@@ -52,7 +52,8 @@ class HyperParams(_Strict):
 
 
 class ModelSettings(_Strict):
-    backbone: Literal["resnet50", "mobilenet_v3_large"] = "resnet50"
+    # Each case names its backbones (a case from another package brings its own); the case checks the choice.
+    backbone: str = Field("resnet50", min_length=1, description="one of the case's backbones")
     backbone_weights: str | None = Field(None, description="local file; null = random init (recorded as such)")
     trainable_backbone_layers: int = Field(3, ge=0, le=5)
     num_classes: int = Field(91, gt=1)
@@ -303,18 +304,11 @@ def _scalar_str(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _relative_source(path: Path, root: Path, label: str) -> str:
-    try:
-        return f"{label}/{path.relative_to(root).as_posix()}"
-    except ValueError:
-        return str(path)
-
-
 @functools.cache
 def case_defaults(case: str) -> dict[str, Any]:
     """Layer 1 of a case's config (cases/<case>/defaults.yaml), read and checked once per process; do not modify."""
     path = registry.case_defaults_file(case)
-    return read_yaml_layer(path, _relative_source(path, path.parent.parent, "cases")).data
+    return read_yaml_layer(path, registry.config_source(path)).data
 
 
 def resolve(case: str, vendor: str, topology: str, overrides: Sequence[str] = (),
@@ -325,20 +319,17 @@ def resolve(case: str, vendor: str, topology: str, overrides: Sequence[str] = ()
     """
     parse_topology(topology)
     defaults_path = registry.case_defaults_file(case)
-    vendor_path = registry.vendor_dir(vendor)
-    topology_path = vendor_path / case / f"{topology}.yaml"
-    if not topology_path.is_file():
+    vendor_file = registry.vendor_dir(vendor) / registry.VENDOR_FILE
+    topology_path = registry.topology_file(vendor, case, topology)
+    if topology_path is None:
         available = registry.topologies(vendor, case)
         raise UnknownNameError("topology", topology, available, where=f"vendor {vendor}, case {case}")
 
-    cases_root = defaults_path.parent.parent
-    vendors_root = vendor_path.parent
     layers = [
         Layer("--case/--vendor/--topology", {"case": case, "vendor": vendor, "topology": topology}),
-        read_yaml_layer(defaults_path, _relative_source(defaults_path, cases_root, "cases")),
-        read_yaml_layer(vendor_path / registry.VENDOR_FILE,
-                        _relative_source(vendor_path / registry.VENDOR_FILE, vendors_root, "vendor_configs")),
-        read_yaml_layer(topology_path, _relative_source(topology_path, vendors_root, "vendor_configs")),
+        read_yaml_layer(defaults_path, registry.config_source(defaults_path)),
+        read_yaml_layer(vendor_file, registry.config_source(vendor_file)),
+        read_yaml_layer(topology_path, registry.config_source(topology_path)),
         *(read_yaml_layer(Path(path), str(path)) for path in config_files),
         parse_set_flags(overrides),
     ]

@@ -1,10 +1,11 @@
-"""Observers of the training loop: per-step and per-epoch metrics to the tracker, and progress log lines."""
+"""Observers of the training loop: per-step and per-epoch metrics to the tracker, and each epoch's progress."""
 
 from __future__ import annotations
 
 import logging
 
 from suite import names
+from suite.progress import Progress
 from suite.tracking import Tracker
 from suite.trainer import EvalRecord, Hook, StepRecord, Trainer
 
@@ -35,13 +36,38 @@ class TrackingHook(Hook):
 
 
 class ProgressHook(Hook):
-    """A log line every `log_every` steps with the loss, lr and the step's compute throughput."""
+    """Each epoch's progress (steps, rate, ETA, loss, lr, the step's compute throughput): a live bar on a terminal,
+    a plain line every `log_every` steps (and every few seconds) elsewhere. See suite.progress."""
 
     def __init__(self, log_every: int) -> None:
         self.log_every = log_every
+        self.progress: Progress | None = None
 
     def after_step(self, trainer: Trainer, record: StepRecord) -> None:
-        if _due(record.step, self.log_every):
-            logger.info("epoch %d step %d loss %.4f lr %.5f %.1f img/s (core)%s", record.epoch, record.step,
-                        record.loss, record.lr, record.images / record.core_s if record.core_s else 0.0,
-                        "" if record.measured else " [warm-up]")
+        if self.progress is None:
+            self.progress = Progress(f"epoch {record.epoch}", self._planned_steps(trainer, record.step - 1),
+                                     unit="steps")
+        throughput = record.images / record.core_s if record.core_s else 0.0
+        note = f"loss {record.loss:.4f}, lr {record.lr:.5f}, {throughput:.1f} img/s (core)" \
+            + ("" if record.measured else " [warm-up]")
+        self.progress.update(1, note, line=_due(record.step, self.log_every))
+
+    @staticmethod
+    def _planned_steps(trainer: Trainer, steps_before: int) -> int | None:
+        try:
+            planned = len(trainer.loader)
+        except TypeError:  # an iterable without a length
+            return None
+        budget = trainer.step_budget
+        return planned if budget is None else max(1, min(planned, budget - steps_before))
+
+    def after_epoch(self, trainer: Trainer, epoch: int) -> None:
+        self.close()
+
+    def after_train(self, trainer: Trainer) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None

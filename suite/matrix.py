@@ -21,6 +21,7 @@ from suite import names, registry
 from suite.config import parse_topology
 from suite.errors import BenchError, RunError, one_line
 from suite.launcher import missing_devices, stream_stderr
+from suite.progress import Progress
 from suite.scaling import THROUGHPUTS, efficiencies
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ def run_matrix(*, vendor: str, adapter_name: str, cases: Sequence[str], topologi
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}
     env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
     status = "FINISHED"
+    # Lines, not a bar: each member's own progress streams through this terminal in between.
+    progress = Progress("matrix", len(members), unit="runs", lines=True)
     try:
         for index, member in enumerate(members, 1):
             logger.info("matrix member %d/%d: %s %s round %d", index, len(members), member.case, member.topology,
@@ -120,6 +123,9 @@ def run_matrix(*, vendor: str, adapter_name: str, cases: Sequence[str], topologi
             kept: collections.deque[str] = collections.deque(maxlen=50)
             stream_stderr(process, kept)
             _record_member(member, tracker.run_id, process.wait(), list(kept))
+            progress.update(1, f"last: {member.case} {member.topology} round {member.round} {member.status}",
+                            line=True)
+        progress.close()
         result.scaling = _log_scaling(tracker, result)
         tracker.set_tags({names.TAG_FAILED_MEMBERS: str(len(result.failed)),
                           names.TAG_SKIPPED: "; ".join(skipped) or "none"})

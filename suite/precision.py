@@ -10,34 +10,47 @@ MFU is taken against the bf16 peak, since the tensor-core math is the same.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+# No torch import at module level: the CLI's `list`, `show-config` and option parsing read the labels without
+# paying for torch.
 
 
 @dataclass(frozen=True)
 class PrecisionProfile:
     name: str
-    autocast_dtype: torch.dtype | None  # None: no autocast
+    autocast: str | None                # torch dtype name for autocast ("bfloat16", "float16"); None: no autocast
     tf32: bool                          # TF32 matmuls/convolutions where the hardware has them
     peak_key: str                       # the accelerator.peak_tflops entry that bounds it (for MFU)
     channels_last: bool = False         # model parameters (and so activations) in NHWC memory format
     fast_optimizer: bool = False        # fused optimizer step where the adapter has one, foreach otherwise
 
     @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        import torch
+
+        return getattr(torch, self.autocast) if self.autocast else None
+
+    @property
     def memory_format(self) -> torch.memory_format:
+        import torch
+
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
     @property
     def autocast_label(self) -> str:
-        return {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(self.autocast_dtype, "off")
+        return self.autocast or "off"
 
 
 PROFILES: dict[str, PrecisionProfile] = {p.name: p for p in (
     PrecisionProfile("fp32", None, tf32=False, peak_key="fp32"),
     PrecisionProfile("tf32", None, tf32=True, peak_key="tf32"),
-    PrecisionProfile("amp_bf16", torch.bfloat16, tf32=False, peak_key="amp_bf16"),
-    PrecisionProfile("amp_fp16", torch.float16, tf32=False, peak_key="amp_fp16"),
-    PrecisionProfile("amp_bf16_fast", torch.bfloat16, tf32=False, peak_key="amp_bf16", channels_last=True,
+    PrecisionProfile("amp_bf16", "bfloat16", tf32=False, peak_key="amp_bf16"),
+    PrecisionProfile("amp_fp16", "float16", tf32=False, peak_key="amp_fp16"),
+    PrecisionProfile("amp_bf16_fast", "bfloat16", tf32=False, peak_key="amp_bf16", channels_last=True,
                      fast_optimizer=True),
 )}
 PRECISIONS = tuple(PROFILES)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from suite import names
 from suite.errors import ConfigError, UnknownNameError
-from suite.registry import vendor_configs_root, vendors
+from suite.registry import config_source, topology_file, vendor_dir, vendors
 
 PUBLISHED_FILE = "published.yaml"
 COLUMNS = ("config", "precision", "fix_hp", "e2e_time", "p_whole", "p_train", "p_core", "map", "mem")
@@ -224,7 +224,7 @@ def parse_topology(cell: str) -> str:
 
 # --- loading ------------------------------------------------------------------------------------------------
 def published_vendors() -> list[str]:
-    return [v for v in vendors() if (vendor_configs_root() / v / PUBLISHED_FILE).is_file()]
+    return [v for v in vendors() if (vendor_dir(v) / PUBLISHED_FILE).is_file()]
 
 
 def load_published(selected: Iterable[str] | None = None) -> list[PublishedRow]:
@@ -235,7 +235,7 @@ def load_published(selected: Iterable[str] | None = None) -> list[PublishedRow]:
     for vendor in chosen:
         if vendor not in available:
             raise UnknownNameError("vendor with published results", vendor, available)
-        rows.extend(load_vendor_file(vendor, vendor_configs_root() / vendor / PUBLISHED_FILE))
+        rows.extend(load_vendor_file(vendor, vendor_dir(vendor) / PUBLISHED_FILE))
     keys = [row.key for row in rows]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
@@ -320,8 +320,8 @@ def _config_notes(row: PublishedRow) -> tuple[str, ...]:
     sometimes the vendor published a second setting (the A100's 1x8 bs=16 row); either way a reader comparing
     against a measured run of that config should know.
     """
-    path = vendor_configs_root() / row.vendor / row.case / f"{row.topology}.yaml"
-    if not path.is_file():
+    path = topology_file(row.vendor, row.case, row.topology)
+    if path is None:
         return ()
     hp = (yaml.safe_load(path.read_text()) or {}).get("hp", {})
     differing = {k: hp[k] for k in ("bs", "lr") if k in hp and float(hp[k]) != row.hp[k]}
@@ -331,7 +331,7 @@ def _config_notes(row: PublishedRow) -> tuple[str, ...]:
     ran = ",".join(f"{k}={_number_text(float(v))}" for k, v in differing.items())
     page = f"the page's fix_hp '/' (case defaults) means {said}" if row.fix_hp == "/" else f"the page says {said}"
     return (f"{page}; the suite's config for this topology "
-            f"(vendor_configs/{path.relative_to(vendor_configs_root())}) uses {ran}",)
+            f"({config_source(path)}) uses {ran}",)
 
 
 def _number_text(value: float) -> str:
@@ -358,6 +358,7 @@ def import_published(rows: Sequence[PublishedRow], experiment: str = "accelbench
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
+    from suite.run_page import comparison_links
     from suite.tracking import ensure_experiment
 
     client = mlflow.MlflowClient(tracking_uri)
@@ -380,6 +381,8 @@ def import_published(rows: Sequence[PublishedRow], experiment: str = "accelbench
         for old in previous:
             client.delete_run(old.info.run_id)
         tags = {**row.tags(), names.TAG_PUBLISHED_HASH: fingerprint}
+        # The links name the experiment, so they are added here, outside the row's fingerprint.
+        tags[names.TAG_DESCRIPTION] += "\n\n" + comparison_links(experiment_id, row.case, row.topology)
         run = client.create_run(experiment_id, run_name=row.run_name)
         now = int(time.time() * 1000)
         try:

@@ -34,7 +34,9 @@ from suite.events import EventLog
 from suite.flops import count_training_flops, flops_per_image, mfu
 from suite.hooks import ProgressHook, TrackingHook
 from suite.precision import profile
+from suite.progress import Progress
 from suite.provenance import DatasetRecord
+from suite.run_page import measured_description
 from suite.spool import SpoolingTracker
 from suite.telemetry import Sampler
 from suite.timing import PhaseClock, phase_metrics
@@ -173,11 +175,26 @@ def step_flags(adapter: VendorAdapter, precision: str) -> dict[str, str]:
             "optimizer_impl": next((k for k, on in options.items() if on), "default")}
 
 
-def describe(prepared: Prepared) -> str:
+def what_ran(prepared: Prepared) -> dict[str, str]:
+    """The facts at the top of the run's page."""
     config = prepared.resolved.config
-    return (f"**{config.case}** on **{config.accelerator.name}** ({config.vendor}), topology {config.topology}, "
-            f"precision {config.train.precision}, mode {config.train.mode}, fix_hp "
-            f"`{prepared.resolved.fix_hp_label}`, backbone {prepared.case.backbone_init}.")
+    return {"case": config.case, "accelerator": f"{config.accelerator.name} ({config.vendor})",
+            "topology": config.topology, "precision": config.train.precision, "mode": config.train.mode,
+            "fix_hp": prepared.resolved.fix_hp_label,
+            "data": "synthetic" if prepared.synthetic else "COCO-layout path",
+            "backbone": prepared.case.backbone_init}
+
+
+def describe(prepared: Prepared) -> str:
+    """The description while the run is in progress; `_final_description` replaces it when it ends."""
+    return " · ".join(f"{key} **{value}**" for key, value in what_ran(prepared).items()) + "\n\n*running*"
+
+
+def _final_description(prepared: Prepared, outcome: RunOutcome, experiment_id: str | None) -> str:
+    from suite.report import outcome_row
+
+    return measured_description(row=outcome_row(outcome), what=what_ran(prepared), experiment_id=experiment_id,
+                                failure=outcome.failure)
 
 
 def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: VendorAdapter, device: Any,
@@ -236,7 +253,7 @@ def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: V
 class RunFiles:
     """This rank's local folder (event log, rank log, config and eval files); rank 0 uploads it as artifacts."""
 
-    def __init__(self, rank: int, parent: Path | None = None) -> None:
+    def __init__(self, rank: int, parent: Path | None = None, node: int = 0) -> None:
         if parent is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="accelbench-run-"))
         else:
@@ -244,7 +261,7 @@ class RunFiles:
             self.workdir.mkdir(parents=True, exist_ok=True)
         self.parent = parent
         self.log_handler = logging.FileHandler(self.workdir / f"rank{rank}.log", encoding="utf-8")
-        self.log_handler.setFormatter(logging.Formatter(names.log_format(rank)))
+        self.log_handler.setFormatter(logging.Formatter(names.log_format(rank, node)))
         logging.getLogger().addHandler(self.log_handler)
         self.events = EventLog(self.workdir / names.ARTIFACT_EVENTS, rank=rank)
 
@@ -278,7 +295,7 @@ def execute(prepared: Prepared, *, started_at: float, tracker_factory: TrackerFa
     Re-raises a failure after the run has been ended as FAILED or KILLED.
     """
     context = context or DistContext()
-    files = RunFiles(context.rank, run_dir)
+    files = RunFiles(context.rank, run_dir, context.node_rank)
     try:
         with vendor_env(prepared.resolved.config.accelerator.env):
             return _execute(prepared, files, started_at, tracker_factory if context.is_main else NullTracker.start,
@@ -378,6 +395,7 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
         collectives.barrier()  # every rank is done and its log written before rank 0 uploads them
         outcome.status = "FINISHED"
     except BaseException as error:
+        Progress.abandon()  # end a bar drawn mid-phase, so the error starts on its own line
         if isinstance(error, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP through suite.signals
             outcome.status, outcome.failure = "KILLED", signals.describe(error)
         else:
@@ -400,7 +418,8 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
         events.end(names.KEY_RUN, status=outcome.status)
         files.close()
         tracker.set_tags({names.TAG_STATUS: outcome.status,
-                          names.TAG_COMPLIANCE: check_log(files.workdir / names.ARTIFACT_EVENTS).tag()})
+                          names.TAG_COMPLIANCE: check_log(files.workdir / names.ARTIFACT_EVENTS).tag(),
+                          names.TAG_DESCRIPTION: _final_description(prepared, outcome, tracker.experiment_id)})
         try:
             files.upload(tracker)
         finally:

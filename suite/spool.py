@@ -147,6 +147,10 @@ class SpoolingTracker:
             journal.write("online", run_id=tracker.run_id)
         return tracker
 
+    @property
+    def experiment_id(self) -> str | None:
+        return self.online.experiment_id if self.online is not None else None
+
     def _go_offline(self, doing: str, error: BaseException) -> None:
         self.online = None
         reason = one_line(error, 500)

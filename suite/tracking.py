@@ -89,6 +89,7 @@ def redact_uri(uri: str) -> str:
 
 class Tracker(Protocol):
     run_id: str
+    experiment_id: str | None  # None while the run is recorded offline
     pending_sync: Path | None  # a spooled run's folder, left for `accelbench sync` (suite.spool)
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
@@ -126,7 +127,9 @@ class MlflowTracker:
         self.client = client
         self.run_id = run_id
         self._pending: list[Any] = []
-        self._existing_params = dict(client.get_run(run_id).data.params)
+        run = client.get_run(run_id)
+        self.experiment_id: str | None = run.info.experiment_id
+        self._existing_params = dict(run.data.params)
 
     @classmethod
     def start(cls, *, experiment: str, run_name: str, description: str | None = None,
@@ -231,6 +234,7 @@ class MemoryTracker:
     """An in-process recorder with the Tracker interface, for tests of code that records runs."""
 
     pending_sync = None
+    experiment_id = None
 
     def __init__(self, run_id: str = "memory") -> None:
         self.run_id = run_id
@@ -268,6 +272,7 @@ class NullTracker:
 
     run_id = ""
     pending_sync = None
+    experiment_id = None
 
     @classmethod
     def start(cls, **_: Any) -> NullTracker:

@@ -108,7 +108,9 @@ class Trainer:
     def _autocast(self) -> Any:
         return self.adapter.autocast(self.device, self.precision)
 
-    def _step_budget(self) -> int | None:
+    @property
+    def step_budget(self) -> int | None:
+        """The run's total optimizer steps when capped (throughput mode, `train.max_steps`), else None."""
         settings = self.config.train
         if settings.mode == "throughput":
             return settings.warmup_steps + settings.steps
@@ -117,7 +119,7 @@ class Trainer:
     def train(self) -> TrainState:
         settings = self.config.train
         throughput = settings.mode == "throughput"
-        budget = self._step_budget()
+        budget = self.step_budget
         self.model.train()
         for hook in self.hooks:
             hook.before_train(self)

@@ -33,7 +33,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, tmp_path: Pat
     monkeypatch.setenv("ACCELBENCH_CACHE", str(cache_dir))
     monkeypatch.setenv("ACCELBENCH_SPOOL", str(tmp_path / "spool"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "ACCELBENCH_LOG_LEVEL",
+                 "ACCELBENCH_PROGRESS", "ACCELBENCH_PROGRESS_INTERVAL", "ACCELBENCH_VENDOR_CONFIGS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GIT_PYTHON_REFRESH", "quiet")
     # Job folders of runs the tests launch (kept when a job fails on purpose) stay inside the test's tmp_path.

@@ -21,8 +21,9 @@ import pytest
 
 from suite import names
 from suite.published import import_published, load_published
-from tests.conftest import MlflowServer, run_cli
+from tests.conftest import run_cli
 from tests.test_results import _record
+from tests.test_ui import UiProcess
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/check_browser.sh)")
@@ -128,11 +129,12 @@ def _is_number(token: str) -> bool:
 
 @pytest.fixture
 def ui_server(compared: Path, tracking_uri: str, tmp_path: Path):
-    server = MlflowServer(tracking_uri, tmp_path)
+    """`accelbench ui` on the store the runs and the comparison went to."""
+    ui = UiProcess()
     try:
-        yield server.start().uri
+        yield ui.url
     finally:
-        server.stop()
+        ui.stop()
 
 
 def test_mlflow_ui_runs_page_filters_by_case(ui_server: str, tracking_uri: str, tmp_path: Path) -> None:
@@ -166,3 +168,33 @@ def test_mlflow_ui_runs_page_filters_by_case(ui_server: str, tracking_uri: str, 
     assert sorted(per_metric["p_core"]) == ["45", "47.46"], per_metric
     shot = _screenshot_dir(tmp_path) / "mlflow_ui_compare.png"
     _chromium(url, tmp_path / "profile", f"--screenshot={shot}")
+
+
+def test_run_pages_show_the_summary_table_and_links(ui_server: str, tracking_uri: str, tmp_path: Path) -> None:
+    """A published run's page and the comparison run's page, through `accelbench ui`: the description's Markdown
+    table rendered as a table, and its links to the runs it compares with."""
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = client.get_experiment_by_name("accelbench").experiment_id
+    (published,) = client.search_runs([experiment_id], f"tags.`{names.TAG_VENDOR}` = 'nvidia_a100' and "
+                                      f"tags.`{names.TAG_CASE}` = 'faster_rcnn' and "
+                                      f"tags.`{names.TAG_TOPOLOGY}` = '2x8'")
+    url = f"{ui_server}/#/experiments/{experiment_id}/runs/{published.info.run_id}"
+    dom = _chromium(url, tmp_path / "profile", "--dump-dom")
+    page = _parse(dom)
+    header = next(r for r in page.rows if "p_core" in r)
+    (row,) = [r for r in page.rows if len(r) == len(header) and r != header and "601" in r]
+    assert dict(zip(header, row, strict=True))["p_core"] == "601"
+    case_filter = urllib.parse.quote(f"tags.`{names.TAG_CASE}` = 'faster_rcnn'", safe="")
+    assert f'href="#/experiments/{experiment_id}/runs?searchFilter={case_filter}"' in dom
+    shot = _screenshot_dir(tmp_path) / "mlflow_ui_run_page.png"
+    _chromium(url, tmp_path / "profile", f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000
+
+    (comparison,) = client.search_runs([experiment_id], f"tags.`{names.TAG_KIND}` = '{names.KIND_COMPARISON}'")
+    dom = _chromium(f"{ui_server}/#/experiments/{experiment_id}/runs/{comparison.info.run_id}", tmp_path / "profile",
+                    "--dump-dom")
+    rows = _parse(dom).rows
+    header = next(r for r in rows if "vendor" in r and "p_core" in r)
+    vendors = {dict(zip(header, r, strict=True))["vendor"] for r in rows if len(r) == len(header) and r != header}
+    assert {"nvidia_a100", "nvidia_h100", "kunlunxin_r300"} <= vendors
+    assert f'href="#/experiments/{experiment_id}/runs?searchFilter={case_filter}"' in dom

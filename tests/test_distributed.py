@@ -106,9 +106,9 @@ def test_killing_a_rank_ends_the_job_and_fails_the_run(tracking_uri: str) -> Non
     try:
         assert job.stderr is not None
         seen = []
-        for line in job.stderr:  # wait until rank 1 is training
+        for line in job.stderr:  # wait until rank 1 is training (rank 0 cannot finish step 2 without it)
             seen.append(line)
-            if "rank1 INFO suite.hooks: epoch 1 step 2" in line:
+            if "rank0 INFO suite.progress: epoch 1: 2/" in line:
                 break
         pid = _rank_pid(1, tracking_uri)
         assert pid is not None, "".join(seen[-20:])

@@ -1,9 +1,10 @@
 """A real run wastes no work on data and takes the fast paths it is given: one parse of each annotation file, no
 masks for a box-only case, one validation loader for every evaluation, the amp_bf16_fast profile and the
-faster_coco_eval backend recorded as such."""
+faster_coco_eval backend recorded as such; its progress lines and its run page."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import mlflow
@@ -39,7 +40,10 @@ def _count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, attribute: str)
     return calls
 
 
-def test_fast_run_parses_once_and_records_what_ran(monkeypatch: pytest.MonkeyPatch, tracking_uri: str) -> None:
+def test_fast_run_parses_once_and_records_what_ran(monkeypatch: pytest.MonkeyPatch, tracking_uri: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="suite.progress")
+    monkeypatch.setenv("ACCELBENCH_PROGRESS_INTERVAL", "3600")  # only the lines due every log_every (1) steps
     parses = _count_calls(monkeypatch, data_module, "load_coco")
     masks = _count_calls(monkeypatch, COCO, "annToMask")
     val_loaders = _count_calls(monkeypatch, case_module.DetectionCase, "_build_val_loader")
@@ -60,6 +64,29 @@ def test_fast_run_parses_once_and_records_what_ran(monkeypatch: pytest.MonkeyPat
     assert metrics[names.EPOCHS_RUN] == 2 and names.MAP in metrics
     history = mlflow.MlflowClient(tracking_uri).get_metric_history(outcome.run_id, names.MAP)
     assert [m.step for m in history] == [1, 2]
+
+    # Not a terminal: plain progress lines, each step's (log_every is 1), and a summary per phase.
+    lines = [r.getMessage() for r in caplog.records if r.name == "suite.progress"]
+    for epoch in (1, 2):
+        assert any(line.startswith(f"epoch {epoch}: 1/2 steps (50%)") and "loss " in line for line in lines), lines
+        step2 = next(line for line in lines if line.startswith(f"epoch {epoch}: 2/2 steps (100%)"))
+        assert "steps/s" in step2 and "ETA 00:00" in step2 and "img/s (core)" in step2
+        assert any(line.startswith(f"epoch {epoch}: 2 steps in ") for line in lines)
+    assert sum(line.startswith("evaluation: 1 batches in ") for line in lines) == 2
+    assert any(line.startswith("indexing instances_train2017.json: ") for line in lines)
+
+    # The run page: what ran, the published pages' columns, and links to the runs it compares with.
+    page = tags[names.TAG_DESCRIPTION]
+    assert "case **faster_rcnn**" in page and "precision **amp_bf16_fast**" in page
+    assert f"fix_hp **{outcome.resolved.fix_hp_label}**" in page
+    table = [line for line in page.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| e2e_time (s) | p_whole (img/s) | p_train (img/s) | p_core (img/s) | mAP |")
+    cells = [c.strip() for c in table[2].strip("|").split("|")]
+    assert float(cells[3]) == pytest.approx(metrics[names.P_CORE], abs=0.006)
+    assert float(cells[4]) == pytest.approx(metrics[names.MAP], abs=5e-5)
+    experiment_id = run.info.experiment_id
+    every_run_of_case = "tags.%60bench.case%60%20%3D%20%27faster_rcnn%27"  # tags.`bench.case` = 'faster_rcnn'
+    assert f"(#/experiments/{experiment_id}/runs?searchFilter={every_run_of_case})" in page
 
 
 def test_precision_profiles() -> None:

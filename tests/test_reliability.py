@@ -107,7 +107,8 @@ def test_sync_closes_the_run_of_a_process_killed_outright(tracking_uri: str) -> 
 def test_sigterm_to_a_multi_process_job_kills_its_run(tracking_uri: str) -> None:
     job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--topology", "1x2", "--synthetic",
                  "--master-port", str(free_port()), *SMALL, *LONG)
-    seen = _wait_for(job, "rank1 INFO suite.hooks: ", " step 3 ")  # rank 0 is then past step 2
+    # Two steps per epoch and rank here: rank 0's first step of epoch 2 is its third.
+    seen = _wait_for(job, "rank0 INFO suite.progress: ", "epoch 2: 1/")
     job.send_signal(signal.SIGTERM)
     output = _finish(job, seen)
     assert job.returncode == 128 + signal.SIGTERM, output[-3000:]

@@ -7,6 +7,8 @@ suite's trainer drives it; a case never times itself.
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,7 +33,10 @@ from suite import names
 from suite.config import BenchConfig
 from suite.distributed import Collectives, DistContext
 from suite.errors import ConfigError
+from suite.progress import Progress
 from suite.provenance import DatasetRecord, fingerprint_files
+
+logger = logging.getLogger(__name__)
 
 Batch = tuple[tuple[torch.Tensor, ...], tuple[dict[str, torch.Tensor], ...]]
 
@@ -213,12 +218,15 @@ class DetectionCase:
         evaluator = CocoEvaluator(self.val_set.coco, self.iou_types, self.config.eval.backend)
         was_training = model.training
         model.eval()
+        loader = self.val_loader(pin_memory, collectives.context)
         try:
-            for images, targets in self.val_loader(pin_memory, collectives.context):
-                images = [to_float(image.to(device, non_blocking=True)) for image in images]
-                with autocast():
-                    outputs = model(images)
-                evaluator.add_outputs([int(t["image_id"]) for t in targets], outputs)
+            with Progress("evaluation", len(loader), unit="batches") as progress:
+                for images, targets in loader:
+                    images = [to_float(image.to(device, non_blocking=True)) for image in images]
+                    with autocast():
+                        outputs = model(images)
+                    evaluator.add_outputs([int(t["image_id"]) for t in targets], outputs)
+                    progress.update(1)
         finally:
             model.train(was_training)
         shards = collectives.gather_objects(evaluator.per_image)
@@ -226,7 +234,10 @@ class DetectionCase:
         if collectives.context.is_main:
             merged = CocoEvaluator(self.val_set.coco, self.iou_types, self.config.eval.backend)
             merged.merge(shards)
+            started = time.perf_counter()
             stats = merged.evaluate()
+            logger.info("COCO %s AP of %d images (%s): %.1f s", "+".join(self.iou_types), len(merged.per_image),
+                        self.config.eval.backend, time.perf_counter() - started)
             metrics = {names.IOU_TYPE_METRIC[t]: stats[t][0] for t in self.iou_types}
             metrics["stats"] = stats
             metrics["summaries"] = merged.summaries

@@ -26,9 +26,11 @@ from torch.utils.data import Dataset, Sampler
 from torchvision.io import ImageReadMode, decode_image, read_file
 
 from suite.errors import DataError
+from suite.progress import Progress
 
 SPLITS = ("train", "val")
 REQUIRED_KEYS = ("images", "annotations", "categories")
+PROGRESS_CHUNK = 20_000
 
 
 def split_paths(root: Path, split: str) -> tuple[Path, Path]:
@@ -43,11 +45,14 @@ def load_coco(annotation_file: Path) -> COCO:
         raise DataError(f"{annotation_file}: cannot read annotation file: {e.strerror}") from e
     except json.JSONDecodeError as e:
         raise DataError(f"{annotation_file}: not valid JSON ({e.msg} at line {e.lineno})") from e
-    check_annotations(document, annotation_file)
-    coco = COCO()
-    coco.dataset = document
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
-        coco.createIndex()
+    records = sum(len(document[k]) for k in REQUIRED_KEYS if isinstance(document.get(k), list)) \
+        if isinstance(document, dict) else None
+    with Progress(f"indexing {annotation_file.name}", records, unit="records") as progress:
+        check_annotations(document, annotation_file, progress)
+        coco = COCO()
+        coco.dataset = document
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+            coco.createIndex()
     return coco
 
 
@@ -59,8 +64,17 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_annotations(document: Any, source: Path) -> None:
+def check_annotations(document: Any, source: Path, progress: Progress | None = None) -> None:
     """Every field the loader and the evaluator rely on, with the kind of value they need (COCO's format)."""
+    def checked(items: list[Any]) -> Iterator[tuple[int, Any]]:
+        # Real COCO train has ~1M records: report every PROGRESS_CHUNK, not every record.
+        for index, item in enumerate(items):
+            if progress is not None and index and index % PROGRESS_CHUNK == 0:
+                progress.update(PROGRESS_CHUNK)
+            yield index, item
+        if progress is not None:
+            progress.update(len(items) % PROGRESS_CHUNK or (PROGRESS_CHUNK if items else 0))
+
     if not isinstance(document, dict):
         raise DataError(f"{source}: expected a JSON object with {', '.join(REQUIRED_KEYS)}")
     for key in REQUIRED_KEYS:
@@ -69,7 +83,7 @@ def check_annotations(document: Any, source: Path) -> None:
     if not document["images"]:
         raise DataError(f"{source}: 'images' is empty")
     image_ids: set[int] = set()
-    for index, image in enumerate(document["images"]):
+    for index, image in checked(document["images"]):
         where = f"{source}: images[{index}]"
         if not isinstance(image, dict) or not all(k in image for k in ("id", "file_name", "width", "height")):
             raise DataError(f"{where} needs id, file_name, width and height")
@@ -81,11 +95,11 @@ def check_annotations(document: Any, source: Path) -> None:
             raise DataError(f"{where}: width and height must be positive numbers")
         image_ids.add(image["id"])
     category_ids = set()
-    for index, category in enumerate(document["categories"]):
+    for index, category in checked(document["categories"]):
         if not isinstance(category, dict) or not _is_id(category.get("id")):
             raise DataError(f"{source}: categories[{index}] needs an integer id")
         category_ids.add(category["id"])
-    for index, ann in enumerate(document["annotations"]):
+    for index, ann in checked(document["annotations"]):
         where = f"{source}: annotations[{index}]"
         if not isinstance(ann, dict) or not all(k in ann for k in ("id", "image_id", "category_id", "bbox")):
             raise DataError(f"{where} needs id, image_id, category_id and bbox")

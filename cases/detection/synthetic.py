@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from suite.cache import cache_dir
+from suite.progress import Progress
 
 # The 80 COCO categories with their real ids (1..90 with gaps), as in instances_*2017.json.
 COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
@@ -129,13 +130,15 @@ def write_dataset(out: Path, spec: SyntheticSpec) -> Path:
         image_dir = out / f"{split}2017"
         image_dir.mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
-        for index in range(count):
-            image_id = id_offset + index + 1
-            file_name = f"{image_id:012d}.jpg"
-            image, anns = _make_image(image_id, spec, rng, lambda: next(ann_counter))
-            image.save(image_dir / file_name, quality=92)
-            images.append({"id": image_id, "file_name": file_name, "width": spec.width, "height": spec.height})
-            annotations.extend(anns)
+        with Progress(f"generating synthetic {split}2017", count, unit="images") as progress:
+            for index in range(count):
+                image_id = id_offset + index + 1
+                file_name = f"{image_id:012d}.jpg"
+                image, anns = _make_image(image_id, spec, rng, lambda: next(ann_counter))
+                image.save(image_dir / file_name, quality=92)
+                images.append({"id": image_id, "file_name": file_name, "width": spec.width, "height": spec.height})
+                annotations.extend(anns)
+                progress.update(1)
         document = {
             "info": {"description": "accelbench synthetic shapes", "version": "1", "spec": spec.__dict__},
             "licenses": [],

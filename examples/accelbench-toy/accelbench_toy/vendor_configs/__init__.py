@@ -1,0 +1,1 @@
+"""Vendor config folders shipped by this package (entry point group accelbench.vendor_configs)."""

@@ -1,0 +1,68 @@
+"""The Markdown description shown at the top of a run's MLflow page: what ran, its row in the published pages'
+columns, and links to the runs it compares with.
+
+Links are relative to the MLflow UI (`#/experiments/<id>/runs?searchFilter=...`), so they work on whatever host and
+port the UI is served from (`accelbench ui`, a team server behind a proxy).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping, Sequence
+
+from suite import names
+
+SUMMARY_COLUMNS = (names.E2E_TIME, names.P_WHOLE, names.P_TRAIN, names.P_CORE, "mAP", names.MEM)
+COLUMN_TITLES = {names.E2E_TIME: "e2e_time (s)", names.P_WHOLE: "p_whole (img/s)", names.P_TRAIN: "p_train (img/s)",
+                 names.P_CORE: "p_core (img/s)", "mAP": "mAP", names.MEM: "mem (GiB)"}
+
+
+def markdown_table(rows: Sequence[Mapping[str, str]], columns: Sequence[str],
+                   titles: Mapping[str, str] | None = None) -> str:
+    """A GitHub-flavoured Markdown table (MLflow renders those in descriptions)."""
+    titles = titles or {}
+
+    def cell(text: str) -> str:
+        return (text or " ").replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(titles.get(c, c)) for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def search_link(experiment_id: str, text: str, filter_string: str) -> str:
+    query = urllib.parse.quote(filter_string, safe="")
+    return f"[{text}](#/experiments/{experiment_id}/runs?searchFilter={query})"
+
+
+def _tag(name: str, value: str) -> str:
+    return f"tags.`{name}` = '{value}'"
+
+
+def comparison_links(experiment_id: str | None, case: str, topology: str) -> str:
+    """Where this run's numbers sit among the others: same case and topology on every accelerator, every run of
+    the case, and the comparison runs (`accelbench compare`) that include the case."""
+    if not experiment_id:
+        return ""
+    links = [
+        search_link(experiment_id, f"{case} {topology} on every accelerator (measured and published)",
+                    f"{_tag(names.TAG_CASE, case)} and {_tag(names.TAG_TOPOLOGY, topology)}"),
+        search_link(experiment_id, f"every {case} run", _tag(names.TAG_CASE, case)),
+        search_link(experiment_id, f"comparison reports that include {case}",
+                    f"{_tag(names.TAG_KIND, names.KIND_COMPARISON)} and tags.`{names.TAG_CASES}` LIKE '%{case}%'"),
+    ]
+    return "**Compare:** " + " · ".join(links) + f"  \n`accelbench compare --case {case}` writes a new report."
+
+
+def measured_description(*, row: Mapping[str, str], what: Mapping[str, str], experiment_id: str | None,
+                         failure: str | None = None) -> str:
+    """A measured run's description: `row` is suite.report's table row (the published pages' columns), `what`
+    the facts of the run (case, accelerator, topology, precision, fix_hp, ...)."""
+    facts = " · ".join(f"{key} **{value}**" for key, value in what.items() if value)
+    parts = [facts, "", markdown_table([row], SUMMARY_COLUMNS, COLUMN_TITLES)]
+    if failure:
+        parts += ["", f"**{row.get('status', 'FAILED')}:** {failure}"]
+    links = comparison_links(experiment_id, row["case"], row["topology"])
+    if links:
+        parts += ["", links]
+    return "\n".join(parts)

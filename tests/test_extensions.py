@@ -1,0 +1,110 @@
+"""A new accelerator and a new case from another package, found through entry points without editing the suite.
+
+The example package in examples/accelbench-toy (the one CONTRIBUTING.md walks through) is built and installed into
+a folder here with pip, as a user would install their own; the suite's processes see it on PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from suite import names
+from tests.conftest import REPO, TINY, run_cli
+
+EXAMPLE = REPO / "examples" / "accelbench-toy"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example package, built from a copy of its source (the build leaves files behind) and installed."""
+    work = tmp_path_factory.mktemp("extension")
+    source = work / "accelbench-toy"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = work / "site"
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                             "--no-index", "--no-deps", "--no-build-isolation", "--target", str(target),
+                             str(source)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (target / "accelbench_toy-0.1.0.dist-info" / "entry_points.txt").is_file()
+    return target
+
+
+def _with(site: Path) -> dict[str, str]:
+    return {"PYTHONPATH": str(site)}
+
+
+def test_list_shows_the_new_adapter_case_and_vendor(site: Path) -> None:
+    result = run_cli("list", env=_with(site))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "tiny_frcnn" in lines[0].split(": ")[1].split(", ")
+    assert "toy" in lines[1].split(": ")[1].split(", ")
+    text = result.stdout
+    assert "toy_npu          Toy NPU (adapter toy)" in text
+    toy_block = text[text.index("toy_npu"):]
+    assert "faster_rcnn  1x1" in toy_block and "tiny_frcnn   1x1" in toy_block
+    cpu_block = text[text.index("  cpu "):text.index("kunlunxin_r300")]
+    assert "tiny_frcnn   1x1" in cpu_block  # the package's topology file for a built-in vendor
+
+    plain = run_cli("list")  # without the package nothing of it is known
+    assert "tiny_frcnn" not in plain.stdout and "toy_npu" not in plain.stdout
+
+
+def test_configs_resolve_from_the_package_with_their_sources(site: Path) -> None:
+    result = run_cli("show-config", "--case", "faster_rcnn", "--vendor", "toy_npu", env=_with(site))
+    assert result.returncode == 0, result.stderr
+    adapter_line = next(line for line in result.stdout.splitlines() if line.startswith("accelerator.adapter:"))
+    assert adapter_line.split()[1] == "toy"
+    assert adapter_line.endswith(str(site / "accelbench_toy" / "vendor_configs" / "toy_npu" / "vendor.yaml"))
+    backbone_line = next(line for line in result.stdout.splitlines() if line.startswith("model.backbone:"))
+    assert backbone_line.split()[1] == "resnet50" and backbone_line.endswith("# cases/faster_rcnn/defaults.yaml")
+
+    result = run_cli("show-config", "--case", "tiny_frcnn", "--vendor", "cpu", env=_with(site))
+    assert result.returncode == 0, result.stderr
+    assert "model.backbone: tiny_convnet" in result.stdout
+    assert str(site / "accelbench_toy" / "tiny_frcnn" / "defaults.yaml") in result.stdout
+    assert "# vendor_configs/cpu/vendor.yaml" in result.stdout
+
+    # The new adapter declares the precisions it really has; anything else is bad input, before any run.
+    result = run_cli("run", "--case", "tiny_frcnn", "--vendor", "toy_npu", "--synthetic", "--precision",
+                     "amp_bf16", env=_with(site))
+    assert result.returncode == 2 and "amp_bf16" in result.stderr and "toy" in result.stderr, result.stderr
+
+
+def test_new_case_runs_on_the_new_accelerator(site: Path, tracking_uri: str) -> None:
+    result = run_cli("run", "--case", "tiny_frcnn", "--vendor", "toy_npu", "--synthetic", *TINY, env=_with(site))
+    assert result.returncode == 0, result.stderr
+    (run,) = mlflow.MlflowClient(tracking_uri).search_runs(
+        [mlflow.MlflowClient(tracking_uri).get_experiment_by_name("accelbench").experiment_id])
+    tags, metrics = run.data.tags, run.data.metrics
+    assert run.info.status == "FINISHED"
+    assert (tags[names.TAG_CASE], tags[names.TAG_VENDOR], tags[names.TAG_ACCELERATOR]) == ("tiny_frcnn", "toy_npu",
+                                                                                          "Toy NPU")
+    assert tags[names.ENV_TAG_PREFIX + "accelerator_model"] == "Toy NPU (simulated on the host CPU)"
+    assert tags[names.ENV_TAG_PREFIX + "toy_driver"] == "0.1"
+    assert tags[names.MATH_TAG_PREFIX + "toy_kernels"] == "reference"
+    assert metrics[names.P_CORE] > 0 and names.MAP in metrics and metrics[names.STEPS] == 2
+    assert "case **tiny_frcnn** · accelerator **Toy NPU (toy_npu)**" in tags[names.TAG_DESCRIPTION]
+
+
+def test_plain_config_folder_from_the_environment(tmp_path: Path) -> None:
+    """ACCELBENCH_VENDOR_CONFIGS: vendor folders kept outside any package (here a CPU box under another name)."""
+    folder = tmp_path / "configs" / "lab_cpu"
+    (folder / "retinanet").mkdir(parents=True)
+    (folder / "vendor.yaml").write_text("accelerator: {adapter: cpu, name: Lab CPU, dist_backend: gloo}\n")
+    (folder / "retinanet" / "1x1.yaml").write_text("hp: {bs: 1}\ntrain: {mode: smoke, max_steps: 1}\n")
+    result = run_cli("show-config", "--case", "retinanet", "--vendor", "lab_cpu",
+                     env={"ACCELBENCH_VENDOR_CONFIGS": str(tmp_path / "configs")})
+    assert result.returncode == 0, result.stderr
+    bs_line = next(line for line in result.stdout.splitlines() if line.startswith("hp.bs:"))
+    assert bs_line.split()[1] == "1" and bs_line.endswith(f"# {folder / 'retinanet' / '1x1.yaml'}")
+    missing = run_cli("list", env={"ACCELBENCH_VENDOR_CONFIGS": str(tmp_path / "nowhere")})
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"accelbench: error: ACCELBENCH_VENDOR_CONFIGS: {tmp_path / 'nowhere'} is not " \
+                                     f"a folder"
