@@ -41,6 +41,15 @@ SMOKE_CASES = ("faster_rcnn", "retinanet", "mask_rcnn")
 LOG_LEVEL_ENV = "ACCELBENCH_LOG_LEVEL"  # inherited by matrix members and torchrun workers
 
 
+def _name_launcher(node_rank: int) -> None:
+    """A multi-process job's `accelbench run` on each node is that node's launcher, not a rank: say so."""
+    from suite.progress import ConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, ConsoleHandler):
+            handler.setFormatter(logging.Formatter(names.log_format(None, node_rank)))
+
+
 def _configure_logging(level: int) -> None:
     """Console logging at `level` through the progress-aware handler; lines name their node and rank."""
     from suite.progress import ConsoleHandler
@@ -226,6 +235,7 @@ def run_command(case: str, vendor: str, topology: str, data_root: str, synthetic
                            started_at=started_at, config_files=config_files, extra_tags=extra_tags)
         _print_table([outcome])
         return
+    _name_launcher(node_rank)
     code = _launch(resolved, settings, config_files, root, synthetic, node_rank, started_at, extra_tags)
     if code != 0:
         raise click.exceptions.Exit(code)

@@ -133,6 +133,8 @@ KEY_RUN_STOP_STATUS = "status"
 KEY_MEM_PER_RANK = "mem_per_rank"
 
 
-def log_format(rank: int | str, node: int | str = 0) -> str:
-    """Log lines name the node and rank they come from (torchrun workers of several nodes log side by side)."""
-    return f"%(asctime)s node{node}/rank{rank} %(levelname)s %(name)s: %(message)s"
+def log_format(rank: int | str | None, node: int | str = 0) -> str:
+    """Log lines name the node and rank they come from (torchrun workers of several nodes log side by side);
+    rank None is a node's launcher process."""
+    where = f"node{node}/" + ("launcher" if rank is None else f"rank{rank}")
+    return f"%(asctime)s {where} %(levelname)s %(name)s: %(message)s"

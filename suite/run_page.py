@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from suite import names
 
+COMPARE_HEADING = "**Compare:**"
 SUMMARY_COLUMNS = (names.E2E_TIME, names.P_WHOLE, names.P_TRAIN, names.P_CORE, "mAP", names.MEM)
 COLUMN_TITLES = {names.E2E_TIME: "e2e_time (s)", names.P_WHOLE: "p_whole (img/s)", names.P_TRAIN: "p_train (img/s)",
                  names.P_CORE: "p_core (img/s)", "mAP": "mAP", names.MEM: "mem (GiB)"}
@@ -51,7 +52,15 @@ def comparison_links(experiment_id: str | None, case: str, topology: str) -> str
         search_link(experiment_id, f"comparison reports that include {case}",
                     f"{_tag(names.TAG_KIND, names.KIND_COMPARISON)} and tags.`{names.TAG_CASES}` LIKE '%{case}%'"),
     ]
-    return "**Compare:** " + " · ".join(links) + f"  \n`accelbench compare --case {case}` writes a new report."
+    return f"{COMPARE_HEADING} " + " · ".join(links) + f"  \n`accelbench compare --case {case}` writes a new report."
+
+
+def with_links(description: str, experiment_id: str | None, tags: Mapping[str, str]) -> str:
+    """A description written offline (no experiment id then) with its links added, once the run reaches a store."""
+    case, topology = tags.get(names.TAG_CASE), tags.get(names.TAG_TOPOLOGY)
+    if COMPARE_HEADING in description or not (experiment_id and case and topology):
+        return description
+    return f"{description}\n\n{comparison_links(experiment_id, case, topology)}"
 
 
 def measured_description(*, row: Mapping[str, str], what: Mapping[str, str], experiment_id: str | None,

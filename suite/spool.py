@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from suite import names
 from suite.errors import DataError, RunError, one_line
+from suite.run_page import with_links
 from suite.tracking import (
     MAX_PARAM_LENGTH,
     MAX_TAG_LENGTH,
@@ -317,6 +318,9 @@ def sync(directory: Path, client: Any | None = None, *, force: bool = False) -> 
 
     offline = [r for r in records if r["op"] == "offline"]
     tags = {names.TAG_SPOOLED: "true"}
+    all_tags = {k: v for r in records for k, v in (r.get("tags") or {}).items()}
+    if names.TAG_DESCRIPTION in all_tags:  # its links name the experiment, unknown while offline
+        tags[names.TAG_DESCRIPTION] = with_links(all_tags[names.TAG_DESCRIPTION], tracker.experiment_id, all_tags)
     if offline:
         tags[names.TAG_SPOOL_REASON] = offline[0]["reason"]
     if finish is None:

@@ -71,6 +71,11 @@ def test_2x1_two_nodes_on_loopback(tracking_uri: str, cache_dir: Path) -> None:
     _, node1_err = node1.communicate(timeout=300)
     assert node0.returncode == 0, node0.stderr[-4000:]
     assert node1.returncode == 0, node1_err[-4000:]
+    # Log lines say which node and rank (or node launcher) they come from; only rank 0 shows progress.
+    assert " node1/launcher INFO suite.launcher: node 1: " in node1_err
+    assert " node1/rank1 INFO suite.trainer: epoch 1 eval: " in node1_err and "suite.progress" not in node1_err
+    assert " node0/launcher INFO suite.launcher: node 0: " in node0.stderr
+    assert " node0/rank0 INFO suite.progress: epoch 1: 1/" in node0.stderr
     (run,) = search_runs(tracking_uri)  # only global rank 0 records
     assert run.info.status == "FINISHED"
     assert run.data.tags[names.TAG_NNODES] == "2" and run.data.tags[names.TAG_WORLD_SIZE] == "2"

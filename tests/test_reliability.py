@@ -24,6 +24,7 @@ SMALL = [*TINY, "--set", "model.min_size=128", "--set", "model.max_size=128",
          "--set", "model.detector_kwargs={box_batch_size_per_image: 32, rpn_pre_nms_top_n_train: 128, "
                   "rpn_post_nms_top_n_train: 64, box_detections_per_img: 10}"]
 LONG = ["--set", "train.max_steps=500", "--set", "hp.epochs=100", "--set", "tracking.log_every=1"]
+# TINY's 8 training images at bs 2: four steps per epoch, so "epoch 1: 3/" is the third step's progress line.
 # Metrics whose values depend only on the seed and the data, not on how fast the machine was.
 DETERMINISTIC = (names.LOSS, names.LR, names.MAP, names.STEPS, names.IMAGES, names.EPOCHS_RUN)
 
@@ -69,7 +70,7 @@ def _artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stop_signal_ends_the_run_killed_with_what_it_measured(signum: int, tracking_uri: str) -> None:
     job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL, *LONG)
-    seen = _wait_for(job, " step 3 ")
+    seen = _wait_for(job, "suite.progress: epoch 1: 3/")
     job.send_signal(signum)
     output = _finish(job, seen)
     assert job.returncode == 128 + signum, output[-3000:]
@@ -88,7 +89,7 @@ def test_a_stop_signal_ends_the_run_killed_with_what_it_measured(signum: int, tr
 def test_sync_closes_the_run_of_a_process_killed_outright(tracking_uri: str) -> None:
     """SIGKILL cannot be caught: the run stays RUNNING, and its journal lets `accelbench sync` end it FAILED."""
     job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL, *LONG)
-    seen = _wait_for(job, " step 3 ")
+    seen = _wait_for(job, "suite.progress: epoch 1: 3/")
     job.kill()
     _finish(job, seen)
     (run,) = search_runs(tracking_uri)
@@ -135,7 +136,7 @@ def test_server_killed_mid_run_then_sync_completes_the_same_run(mlflow_server: M
     env = {"MLFLOW_TRACKING_URI": mlflow_server.uri}
     job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL,
                  "--set", "train.max_steps=12", "--set", "hp.epochs=3", "--set", "tracking.log_every=1", env=env)
-    seen = _wait_for(job, " step 2 ")
+    seen = _wait_for(job, "suite.progress: epoch 1: 2/")
     mlflow_server.kill()
     output = _finish(job, seen)
     assert job.returncode == 0, output[-3000:]  # training went on to the end
@@ -201,7 +202,13 @@ def test_a_run_logged_while_the_server_is_down_syncs_to_the_same_record(mlflow_s
     assert synced.data.params == logged.data.params
     assert set(synced.data.tags) - set(logged.data.tags) == {names.TAG_SPOOLED, names.TAG_SPOOL_REASON}
     differing = {k for k, v in _comparable_tags(logged.data.tags).items() if synced.data.tags[k] != v}
-    assert differing <= {"mlflow.source.git.commit", names.TAG_GIT_DIRTY}  # only if the tree changed meanwhile
+    # The git tags only if the tree changed meanwhile; the description holds each run's own timings.
+    assert differing <= {"mlflow.source.git.commit", names.TAG_GIT_DIRTY, names.TAG_DESCRIPTION}
+    # Written offline without the experiment's id, the description got its links when it was synced.
+    link = f"(#/experiments/{synced.info.experiment_id}/runs?searchFilter="
+    assert link in synced.data.tags[names.TAG_DESCRIPTION] and link in logged.data.tags[names.TAG_DESCRIPTION]
+    journaled = [r["tags"][names.TAG_DESCRIPTION] for r in records if names.TAG_DESCRIPTION in r.get("tags", {})]
+    assert "| e2e_time (s) |" in journaled[-1] and "#/experiments/" not in journaled[-1]
     assert set(synced.data.metrics) == set(logged.data.metrics)
     for key in logged.data.metrics:  # metric by metric: the same steps; the same values where not timings
         online_history = _history(client, logged.info.run_id, key)
