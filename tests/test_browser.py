@@ -138,6 +138,9 @@ def ui_server(compared: Path, tracking_uri: str, tmp_path: Path):
 
 
 def test_mlflow_ui_runs_page_filters_by_case(ui_server: str, tracking_uri: str, tmp_path: Path) -> None:
+    """Through `accelbench ui` (one server for every page: starting one costs seconds): the runs page filtered by
+    case, the compare view, and the run pages' descriptions."""
+    _run_pages_show_the_summary_table_and_links(ui_server, tracking_uri, tmp_path)
     client = mlflow.MlflowClient(tracking_uri)
     experiment_id = client.get_experiment_by_name("accelbench").experiment_id
     query = urllib.parse.quote(f"tags.`{names.TAG_CASE}` = 'faster_rcnn'")
@@ -170,7 +173,7 @@ def test_mlflow_ui_runs_page_filters_by_case(ui_server: str, tracking_uri: str, 
     _chromium(url, tmp_path / "profile", f"--screenshot={shot}")
 
 
-def test_run_pages_show_the_summary_table_and_links(ui_server: str, tracking_uri: str, tmp_path: Path) -> None:
+def _run_pages_show_the_summary_table_and_links(ui_server: str, tracking_uri: str, tmp_path: Path) -> None:
     """A published run's page and the comparison run's page, through `accelbench ui`: the description's Markdown
     table rendered as a table, and its links to the runs it compares with."""
     client = mlflow.MlflowClient(tracking_uri)

@@ -147,7 +147,9 @@ def test_root_cause_prefers_the_killed_rank_over_follow_on_errors() -> None:
 def test_matrix_runs_rounds_under_one_parent_with_scaling(tracking_uri: str) -> None:
     # faster_rcnn members fail (topk_candidates is a RetinaNet argument): the matrix reports them and goes on.
     result = run_cli("matrix", "--vendor", "cpu", "--cases", "retinanet,faster_rcnn", "--topologies", "1x1,1x2,2x1",
-                     "--repeat", "2", "--synthetic", *TINY, "--set", "model.detector_kwargs={topk_candidates: 500}")
+                     "--repeat", "2", "--synthetic", *TINY, "--set", "model.detector_kwargs={topk_candidates: 500}",
+                     # throughput mode: scaling needs only the timed steps, and no evaluation keeps it quick
+                     "--mode", "throughput", "--set", "train.warmup_steps=0", "--set", "train.steps=2")
     assert result.returncode == 1
     assert "skipped: 2x1 needs 2 nodes" in result.stdout
     assert "4 of 8 matrix members did not finish" in result.stderr
