@@ -41,28 +41,30 @@ SMOKE_CASES = ("faster_rcnn", "retinanet", "mask_rcnn")
 LOG_LEVEL_ENV = "ACCELBENCH_LOG_LEVEL"  # inherited by matrix members and torchrun workers
 
 
-def _name_launcher(node_rank: int) -> None:
-    """A multi-process job's `accelbench run` on each node is that node's launcher, not a rank: say so."""
+def _console() -> logging.Handler:
+    """The root logger's progress-aware stderr handler, added on first use."""
     from suite.progress import ConsoleHandler
 
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, ConsoleHandler):
-            handler.setFormatter(logging.Formatter(names.log_format(None, node_rank)))
-
-
-def _configure_logging(level: int) -> None:
-    """Console logging at `level` through the progress-aware handler; lines name their node and rank."""
-    from suite.progress import ConsoleHandler
-
-    verbose = level <= logging.DEBUG
     root = logging.getLogger()
     console = next((h for h in root.handlers if isinstance(h, ConsoleHandler)), None)
     if console is None:
         console = ConsoleHandler(sys.stderr)
         root.addHandler(console)
+    return console
+
+
+def _name_launcher(node_rank: int) -> None:
+    """A multi-process job's `accelbench run` on each node is that node's launcher, not a rank: say so."""
+    _console().setFormatter(logging.Formatter(names.log_format(None, node_rank)))
+
+
+def _configure_logging(level: int) -> None:
+    """Console logging at `level` through the progress-aware handler; lines name their node and rank."""
+    verbose = level <= logging.DEBUG
+    root = logging.getLogger()
     # torchrun sets RANK and GROUP_RANK (the node) in each worker.
-    console.setFormatter(logging.Formatter(names.log_format(os.environ.get("RANK", "0"),
-                                                            os.environ.get("GROUP_RANK", "0"))))
+    where = names.log_format(os.environ.get("RANK", "0"), os.environ.get("GROUP_RANK", "0"))
+    _console().setFormatter(logging.Formatter(where))
     root.setLevel(level)
     logging.getLogger("suite").setLevel(level)
     logging.getLogger("cases").setLevel(level)

@@ -326,13 +326,14 @@ def record_comparison_run(comparison: Comparison, report: ReportFiles, experimen
         from suite.tracking import ensure_experiment
 
         mlflow.set_experiment(experiment_id=ensure_experiment(experiment))
-    with mlflow.start_run(run_name=f"comparison/{'+'.join(cases)}", description=description, tags={
+    # The description is set once the run exists: its links name the experiment the run landed in.
+    with mlflow.start_run(run_name=f"comparison/{'+'.join(cases)}", tags={
         names.TAG_KIND: names.KIND_COMPARISON,
         names.TAG_CASES: ",".join(cases),
         names.TAG_VENDORS: ",".join(vendors),
         names.TAG_BASELINE: comparison.baseline,
     }) as run:
-        # Links back to the compared runs, in the experiment this run landed in (the project's, under `mlflow run`).
+        # Links back to the compared runs (under `mlflow run`, the experiment is the project's).
         links = " · ".join(search_link(run.info.experiment_id, f"the {case} runs",
                                        f"tags.`{names.TAG_CASE}` = '{case}'") for case in cases)
         mlflow.set_tag(names.TAG_DESCRIPTION, f"**Runs compared:** {links}\n\n{description}")

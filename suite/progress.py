@@ -1,8 +1,9 @@
 """Progress of long phases (dataset indexing, epochs, evaluations, a matrix) and the console log handler.
 
 On an interactive terminal, rank 0 draws a live bar with position, rate and ETA (click's progress bar); anywhere
-else (CI, a file, a pipe, torchrun workers) the same progress becomes plain log lines: one when the phase starts
-producing, one every `ACCELBENCH_PROGRESS_INTERVAL` seconds (default 10), and a summary when it ends. Ranks other
+else (CI, a file, a pipe, torchrun workers) the same progress becomes plain log lines: one whenever the phase asks
+for it (every `tracking.log_every` steps of an epoch), one every `ACCELBENCH_PROGRESS_INTERVAL` seconds (default 10),
+and a summary when it ends (at DEBUG for a phase over within a second). Ranks other
 than 0 write their lines at DEBUG only, so a job's console shows one progress stream. `--quiet` silences both.
 
 `ACCELBENCH_PROGRESS` overrides the choice: `auto` (default), `bar`, `lines` or `off`.
