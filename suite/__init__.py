@@ -20,3 +20,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # waits (about 4 minutes) before it gives up. The run then goes on offline (suite.spool); a user's own settings win.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+# And a server that accepts connections but never answers would hold each request for MLflow's 120 s, three tries
+# at the start and three at the end: 12 minutes. A healthy server answers a batch in well under a second.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")

@@ -18,6 +18,7 @@ marks the MLflow run FAILED and exits 1.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -27,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from suite import names, registry
-from suite.config import parse_topology, render_with_sources, resolve
-from suite.errors import BenchError, RunError
+from suite.config import parse_topology, read_yaml_layer, render_with_sources, resolve
+from suite.errors import BenchError, RunError, one_line
 from suite.precision import PRECISIONS
+from suite.redaction import RedactingFormatter, redact_text
+from suite.scoped_env import scoped_env
 
 logger = logging.getLogger("suite")
 SMOKE_CASES = ("faster_rcnn", "retinanet", "mask_rcnn")
@@ -55,7 +57,7 @@ def _console() -> logging.Handler:
 
 def _name_launcher(node_rank: int) -> None:
     """A multi-process job's `accelbench run` on each node is that node's launcher, not a rank: say so."""
-    _console().setFormatter(logging.Formatter(names.log_format(None, node_rank)))
+    _console().setFormatter(RedactingFormatter(names.log_format(None, node_rank)))
 
 
 def _configure_logging(level: int) -> None:
@@ -64,7 +66,7 @@ def _configure_logging(level: int) -> None:
     root = logging.getLogger()
     # torchrun sets RANK and GROUP_RANK (the node) in each worker.
     where = names.log_format(os.environ.get("RANK", "0"), os.environ.get("GROUP_RANK", "0"))
-    _console().setFormatter(logging.Formatter(where))
+    _console().setFormatter(RedactingFormatter(where))
     root.setLevel(level)
     logging.getLogger("suite").setLevel(level)
     logging.getLogger("cases").setLevel(level)
@@ -133,13 +135,18 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
 @cli.command("list")
 def list_command() -> None:
     """List cases, vendors and the topologies each vendor has configs for."""
-    case_names = sorted(registry.cases())
+    case_names = registry.listed_cases()
     click.echo("cases:    " + ", ".join(case_names))
-    click.echo("adapters: " + ", ".join(sorted(registry.adapters())))
+    click.echo("adapters: " + ", ".join(registry.listed_adapters()))
     click.echo("vendors:")
     for vendor in registry.vendors():
         vendor_file = registry.vendor_dir(vendor) / registry.VENDOR_FILE
-        settings = (yaml.safe_load(vendor_file.read_text(encoding="utf-8")) or {}).get("accelerator", {})
+        try:
+            settings = read_yaml_layer(vendor_file, registry.config_source(vendor_file)).data.get("accelerator")
+        except BenchError as e:  # one broken vendor folder (a plugin's, say) does not hide the others
+            click.echo(f"  {vendor:<16} unusable: {e}")
+            continue
+        settings = settings if isinstance(settings, dict) else {}
         click.echo(f"  {vendor:<16} {settings.get('name', '?')} (adapter {settings.get('adapter', '?')})")
         for case in case_names:
             topologies = registry.topologies(vendor, case)
@@ -164,13 +171,13 @@ def _run_one(case: str, vendor: str, topology: str, overrides: list[str], *, dat
              extra_tags: dict[str, str] | None = None) -> Any:
     resolved = resolve(case, vendor, topology, overrides, config_files)
     # Variables such as OMP_NUM_THREADS or XACC_* are read when the device stack initialises, so they must be in
-    # the environment before torch is imported; the runner also scopes them to the run.
-    if "torch" not in sys.modules:
-        os.environ.update(resolved.config.accelerator.env)
-    from suite import runner  # imports torch
+    # the environment before torch is imported (the runner adds the precision's own and scopes both to the run).
+    scope = contextlib.nullcontext() if "torch" in sys.modules else scoped_env(resolved.config.accelerator.env)
+    with scope:
+        from suite import runner  # imports torch
 
-    return runner.run(resolved, data_root=data_root, synthetic=synthetic, started_at=started_at,
-                      extra_tags=extra_tags)
+        return runner.run(resolved, data_root=data_root, synthetic=synthetic, started_at=started_at,
+                          extra_tags=extra_tags)
 
 
 def _print_table(outcomes: list) -> None:
@@ -249,20 +256,18 @@ def _launch(resolved: Any, settings: list[str], config_files: tuple[Path, ...], 
 
     config = resolved.config
     prepared = runner.prepare(resolved, data_root=data_root, synthetic=synthetic)  # every check, before any run
-    shortfall = launcher.missing_devices(config.nproc_per_node, prepared.adapter.device_count())
-    if shortfall is not None:
-        raise BenchError(f"topology {config.topology} {shortfall} for the {prepared.adapter.name} adapter")
     spec = launcher.WorkerSpec(case=config.case, vendor=config.vendor, topology=config.topology,
                                overrides=settings, config_files=[str(f.resolve()) for f in config_files],
                                data_root=None if synthetic else str(prepared.data_root), synthetic=synthetic,
                                started_at=started_at, run_dir=launcher.default_run_dir(), node_rank=node_rank,
                                extra_tags=extra_tags)
     visible_devices_var = prepared.adapter.visible_devices_var
+    run_env = prepared.env
     tags = {**runner.run_tags(prepared), **extra_tags}
     description = runner.describe(prepared)
     del prepared  # the launcher waits for the whole job: don't hold the indexed datasets meanwhile
-    result = launcher.launch(config, spec, visible_devices_var=visible_devices_var, run_tags=tags,
-                             description=description)
+    result = launcher.launch(config, spec, visible_devices_var=visible_devices_var, run_env=run_env,
+                             run_tags=tags, description=description)
     if result.run_id is not None:
         from suite.report import mlflow_run_row, render_table
 
@@ -285,21 +290,31 @@ def worker_command(spec_file: Path) -> None:
 @set_option
 def smoke_command(cases: str, vendor: str, overrides: tuple[str, ...]) -> None:
     """The smoke benchmark: each case on synthetic data in smoke mode, one MLflow run each, then a table."""
+    case_names = _names_option_values(cases)
+    settings = ["train.mode=smoke", *overrides]
+    for case in case_names:  # unknown names and bad flags stop everything before the first run starts
+        resolve(case, vendor, "1x1", settings)
     outcomes = []
-    failed = []
+    failed: list[str] = []
+    bad_input: list[BenchError] = []
     started_at = _process_start()
-    for index, case in enumerate(_names_option_values(cases)):
+    for index, case in enumerate(case_names):
         if index:
             started_at = time.time()  # later runs in this process start their clock when they begin
         try:
-            outcomes.append(_run_one(case, vendor, "1x1", ["train.mode=smoke", *overrides], data_root=None,
-                                     synthetic=True, started_at=started_at))
-        except BenchError:
-            raise
+            outcomes.append(_run_one(case, vendor, "1x1", settings, data_root=None, synthetic=True,
+                                     started_at=started_at))
+        except BenchError as e:  # found before this case's run existed: nothing recorded for it
+            bad_input.append(e)
         except Exception as e:  # the run is already recorded as FAILED; go on with the next case
-            failed.append(f"{case}: {type(e).__name__}: {e}")
+            failed.append(f"{case}: {one_line(e)}")
     if outcomes:
-        _print_table(outcomes)
+        _print_table(outcomes)  # what ran, whatever happened to the other cases
+    if bad_input:
+        error = bad_input[0] if len(bad_input) == 1 else BenchError("; ".join(str(e) for e in bad_input))
+        if failed:
+            error = BenchError(f"{error}; and smoke runs failed: {'; '.join(failed)}")
+        raise error
     if failed:
         raise RunError("smoke runs failed: " + "; ".join(failed))
 
@@ -375,7 +390,7 @@ def import_published_command(vendors: str, experiment: str) -> None:
     if chosen:
         _check_names("vendor with published results", chosen, published_vendors())
     rows = load_published(chosen)  # every cell is parsed before anything is written
-    report = import_published(rows, experiment=experiment)
+    report = import_published(rows, experiment=experiment)  # one import per experiment at a time (a lock)
     _tag_project_run("import", {"created": len(report.created), "unchanged": len(report.unchanged),
                                 "replaced": len(report.replaced), "removed": len(report.removed)})
     click.echo(f"published rows: {len(rows)}; created {len(report.created)}, unchanged {len(report.unchanged)}, "
@@ -440,7 +455,7 @@ def compare_command(cases: tuple[str, ...], vendors: str, baseline: str, source:
 @click.option("--against", "baseline", required=True, metavar="RUN_ID|VENDOR/CASE/NxM",
               help="Baseline: a run id, or vendor/case/topology (newest measured run, else the published row).")
 @click.option("--threshold", default=0.05, show_default=True, type=click.FloatRange(min=0),
-              help="Relative noise threshold when the baseline has no repeats to measure its spread.")
+              help="Smallest relative noise threshold; the baseline repeats' spread widens it.")
 def check_command(run_id: str, baseline: str, threshold: float) -> None:
     """Regression gate: compare a run with a baseline; exit 1 if any metric is worse by more than the noise."""
     import mlflow
@@ -453,9 +468,11 @@ def check_command(run_id: str, baseline: str, threshold: float) -> None:
                f"{', '.join(result.baseline_ids)} ({len(result.baseline_ids)} run(s))")
     rows = [{"metric": c.metric, "baseline": f"{c.baseline:.4g}", "candidate": f"{c.candidate:.4g}",
              "change": f"{100 * c.change:+.1f}%", "threshold": f"{100 * c.threshold:.1f}%",
+             "threshold_from": c.threshold_from,
              "verdict": "REGRESSION" if c.regression else ("better" if c.change > c.threshold else "ok")}
             for c in result.checks]
-    click.echo(render_table(rows, ("metric", "baseline", "candidate", "change", "threshold", "verdict")))
+    click.echo(render_table(rows, ("metric", "baseline", "candidate", "change", "threshold", "threshold_from",
+                                   "verdict")))
     if result.regressions:
         raise RunError(f"{len(result.regressions)} regression(s): "
                        + ", ".join(f"{c.metric} {100 * c.change:+.1f}%" for c in result.regressions))
@@ -480,9 +497,13 @@ def check_log_command(path: Path) -> None:
 @click.argument("folders", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Upload again folders already synced (nothing is duplicated).")
 def sync_command(folders: tuple[Path, ...], force: bool) -> None:
-    """Upload runs recorded while the tracking server was unreachable (default: every one in the spool root)."""
+    """Upload runs recorded while the tracking server was unreachable (default: every one in the spool root).
+
+    A journal whose run is still in progress is left alone; a journal that cannot be uploaded is reported and the
+    others are still synced (exit 2 for a malformed journal, 1 for an upload that failed).
+    """
     from suite.errors import DataError
-    from suite.spool import pending, spool_root, sync
+    from suite.spool import InProgressError, pending, spool_root, sync
 
     chosen = list(folders) or pending(spool_root())
     if not chosen:
@@ -491,13 +512,30 @@ def sync_command(folders: tuple[Path, ...], force: bool) -> None:
     for folder in chosen:
         if not folder.is_dir():
             raise DataError(f"{folder}: no such folder")
+    problems: list[Exception] = []
     for folder in chosen:
-        result = sync(folder, force=force)
+        try:
+            result = sync(folder, force=force)
+        except InProgressError as e:
+            click.echo(f"{e}: left alone")
+            continue
+        except BenchError as e:  # a malformed journal: the others are still worth uploading
+            click.echo(f"accelbench: error: {e}", err=True)
+            problems.append(e)
+            continue
+        except Exception as e:  # the server failed mid-upload; the run it created is marked FAILED, retry later
+            click.echo(f"accelbench: {folder}: upload failed: {one_line(e)}; run `accelbench sync {folder}` again",
+                       err=True)
+            problems.append(e)
+            continue
         if result.already:
             click.echo(f"{folder}: already synced as run {result.run_id} (--force to upload again)")
             continue
         click.echo(f"{folder}: {'created' if result.created else 'completed'} run {result.run_id} "
                    f"({result.status}; {result.metrics} metric values, {result.artifacts} artifacts uploaded)")
+    if problems:
+        code = max(getattr(e, "exit_code", RunError.exit_code) for e in problems)
+        raise click.exceptions.Exit(code)
 
 
 @cli.command("ui")
@@ -556,10 +594,10 @@ def main() -> None:
         click.echo(f"accelbench: {describe(stop)}", err=True)
         sys.exit(exit_code(stop))
     except BenchError as e:
-        click.echo(f"accelbench: error: {e}", err=True)
+        click.echo(f"accelbench: error: {redact_text(str(e))}", err=True)
         sys.exit(e.exit_code)
     except RunError as e:
-        click.echo(f"accelbench: run failed: {e}", err=True)
+        click.echo(f"accelbench: run failed: {redact_text(str(e))}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt as e:
         click.echo(f"accelbench: {describe(e)}", err=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from suite import names
+from suite.errors import DataError, one_line
 
 RULES = ("run_once", "paired", "init_first", "time_order", "eval_per_epoch", "images")
 EVAL_MODES = ("convergence", "smoke")
@@ -44,6 +45,9 @@ class Verdict:
             lines.append(f"{'ok  ' if not problems else 'FAIL'} {rule}" + "".join(f"\n       {p}" for p in problems))
         lines.append("compliant" if self.passed else "NOT compliant")
         return "\n".join(lines)
+
+
+COUNT_FIELDS = ("images", "steps", "step", "epoch_num")  # metadata the rules add up or compare
 
 
 def _epoch(event: dict[str, Any]) -> Any:
@@ -128,15 +132,28 @@ def check_log(path: Path) -> Verdict:
     """The verdict on one event log file; an unreadable line is itself a failure."""
     events = []
     verdict = Verdict()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (byte {error.start}), so not an event log") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read: {error.strerror}") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             event = json.loads(line)
             if not isinstance(event, dict) or not {"event_type", "key", "time_ms"} <= set(event):
                 raise ValueError("missing event_type, key or time_ms")
-        except ValueError as error:
-            verdict.problems["run_once"].append(f"line {number} is not an event ({error})")
+            if not (isinstance(event["event_type"], str) and isinstance(event["key"], str)
+                    and isinstance(event["time_ms"], (int, float)) and not isinstance(event["time_ms"], bool)
+                    and isinstance(event.get("metadata") or {}, dict)):
+                raise ValueError("event_type and key must be text, time_ms a number, metadata an object")
+            counts = {k: v for k, v in (event.get("metadata") or {}).items() if k in COUNT_FIELDS}
+            if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in counts.values()):
+                raise ValueError(f"metadata {', '.join(sorted(counts))} must be numbers")
+        except (ValueError, RecursionError) as error:
+            verdict.problems["run_once"].append(f"line {number} is not an event ({one_line(error, 120)})")
             return verdict
         events.append(event)
     return check_events(events)

@@ -17,7 +17,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
@@ -27,28 +27,96 @@ from suite.errors import ConfigError, UnknownNameError, did_you_mean
 
 Precision = Literal["fp32", "tf32", "amp_bf16", "amp_fp16", "amp_bf16_fast"]  # = suite.precision.PRECISIONS
 Mode = Literal["convergence", "throughput", "smoke"]
+MAX_COUNT = 10**9  # steps, epochs, iterations: far beyond any real run, and within every library's integers
+MAX_IMAGE_SIDE = 10_000
 TOPOLOGY_PATTERN = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)$")
 BUILTIN_SOURCE = "built-in default"
 SET_FLAG = "--set"
 
 
+MAX_YAML_DEPTH = 32  # no config nests deeper than a few levels; bounding it keeps the loader off the stack limit
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+MAX_YAML_VALUES = 100_000  # scalars and collections a document may expand to (no config comes near it)
+
+
+class _UserYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a bounded nesting depth (deeper documents hit Python's recursion limit)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        depth = getattr(self, "_depth", 0)
+        if depth >= MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"nested more than {MAX_YAML_DEPTH} levels deep, line "
+                                 f"{self.peek_event().start_mark.line + 1}")
+        self._depth = depth + 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth
+
+
+def _check_expansion(document: Any) -> None:
+    """YAML aliases share one object, so a few hundred bytes of `*a` references load cheaply, then expand to
+    gigabytes when anything walks them (validation, hashing, logging): count the walk first, with a bound."""
+    seen = 0
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_VALUES:
+            raise yaml.YAMLError(f"expands to more than {MAX_YAML_VALUES} values (YAML aliases?)")
+        if depth > 2 * MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"nested more than {2 * MAX_YAML_DEPTH} levels deep through YAML aliases")
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+
+
+def load_user_yaml(text: str) -> Any:
+    """Parse YAML someone typed or pointed at (config files, --set values, plugin data): safe types only, bounded
+    depth and bounded expansion of aliases. Raises yaml.YAMLError."""
+    try:
+        document = yaml.load(text, Loader=_UserYamlLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+    _check_expansion(document)
+    return document
+
+
+def read_text_file(path: Path, source: str) -> str:
+    """A user's text file as UTF-8, or a ConfigError naming it (unreadable, or not UTF-8)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte {e.start})", source=source) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror}", source=source) from e
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Infinite or NaN values validate as floats but cannot work as a learning rate, timeout or peak.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class HyperParams(_Strict):
     """Training hyperparameters; `fix_hp` is every key here that differs from the case defaults."""
 
-    bs: int = Field(gt=0, description="batch size per device")
+    bs: int = Field(gt=0, le=4096, description="batch size per device")
     lr: float = Field(gt=0)
     momentum: float = Field(0.9, ge=0)
     weight_decay: float = Field(1e-4, ge=0)
-    lr_steps: list[int] = Field(default_factory=lambda: [16, 22], description="MultiStepLR milestones (epochs)")
+    lr_steps: list[Annotated[int, Field(ge=0, le=MAX_COUNT)]] = Field(
+        default_factory=lambda: [16, 22], description="MultiStepLR milestones (epochs)")
     lr_gamma: float = Field(0.1, gt=0)
     warmup_factor: float = Field(1e-3, gt=0, le=1)
-    warmup_iters: int = Field(1000, ge=0, description="epoch-0 linear warmup, capped at iterations-per-epoch - 1")
-    epochs: int = Field(26, gt=0, description="maximum epochs (convergence) / epochs to run (smoke)")
-    seed: int = 0
+    warmup_iters: int = Field(1000, ge=0, le=MAX_COUNT,
+                              description="linear warmup (optimizer steps), capped at iterations-per-epoch - 1 "
+                                          "outside throughput mode")
+    epochs: int = Field(26, gt=0, le=MAX_COUNT, description="maximum epochs (convergence) / epochs to run (smoke)")
+    seed: int = Field(0, ge=0, lt=2**32, description="torch and data-order seed (torch takes up to 64 bits, the "
+                      "loaders' workers 32)")
 
 
 class ModelSettings(_Strict):
@@ -56,39 +124,40 @@ class ModelSettings(_Strict):
     backbone: str = Field("resnet50", min_length=1, description="one of the case's backbones")
     backbone_weights: str | None = Field(None, description="local file; null = random init (recorded as such)")
     trainable_backbone_layers: int = Field(3, ge=0, le=5)
-    num_classes: int = Field(91, gt=1)
-    min_size: int = Field(800, gt=0)
-    max_size: int = Field(1333, gt=0)
+    num_classes: int = Field(91, gt=1, le=100_000)
+    min_size: int = Field(800, gt=0, le=MAX_IMAGE_SIDE)
+    max_size: int = Field(1333, gt=0, le=MAX_IMAGE_SIDE)
     detector_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="extra keyword arguments of the torchvision detector, e.g. "
         "rpn_post_nms_top_n_train; checked against its signature")
 
 
 class SyntheticData(_Strict):
-    train: int = Field(32, gt=0)
-    val: int = Field(8, gt=0)
-    width: int = Field(128, ge=32)
-    height: int = Field(128, ge=32)
-    seed: int = 0
+    train: int = Field(32, gt=0, le=1_000_000)
+    val: int = Field(8, gt=0, le=1_000_000)
+    width: int = Field(128, ge=32, le=MAX_IMAGE_SIDE)
+    height: int = Field(128, ge=32, le=MAX_IMAGE_SIDE)
+    seed: int = Field(0, ge=0, lt=2**32)
 
 
 class DataSettings(_Strict):
     root: str | None = None
     synthetic: SyntheticData = SyntheticData()
-    workers: int = Field(2, ge=0)
-    eval_bs: int = Field(2, gt=0)
-    aspect_ratio_group_factor: int = Field(3, ge=-1, description="-1 disables aspect-ratio grouping")
+    workers: int = Field(2, ge=0, le=256, description="loader worker processes per rank")
+    eval_bs: int = Field(2, gt=0, le=4096)
+    aspect_ratio_group_factor: int = Field(3, ge=-1, le=100, description="-1 disables aspect-ratio grouping")
     hflip_prob: float = Field(0.5, ge=0, le=1)
-    val_limit: int | None = Field(None, gt=0, description="evaluate on the first N val images only")
+    val_limit: int | None = Field(None, gt=0, le=MAX_COUNT, description="evaluate on the first N val images only")
 
 
 class TrainSettings(_Strict):
     mode: Mode = "convergence"
     precision: Precision = "tf32"
-    max_steps: int | None = Field(None, gt=0, description="cap on optimizer steps (convergence/smoke)")
-    warmup_steps: int = Field(5, ge=0, description="throughput mode: untimed steps before the budget")
-    steps: int = Field(20, gt=0, description="throughput mode: timed steps")
-    targets: dict[str, float] = Field(default_factory=dict, description="iou type -> mAP target")
+    max_steps: int | None = Field(None, gt=0, le=MAX_COUNT, description="cap on optimizer steps (convergence/smoke)")
+    warmup_steps: int = Field(5, ge=0, le=MAX_COUNT, description="throughput mode: untimed steps before the budget")
+    steps: int = Field(20, gt=0, le=MAX_COUNT, description="throughput mode: timed steps")
+    targets: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict,
+                                                                     description="iou type -> mAP target")
     stop_at_target: bool = True
 
 
@@ -108,14 +177,25 @@ class AcceleratorSettings(_Strict):
             return {k: v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
         return value
 
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name (letters, digits, _)")
+            if "\0" in text:
+                raise ValueError(f"the value of {name} holds a NUL character")
+        return value
+
 
 class DistSettings(_Strict):
     """Multi-process settings; torchrun gets them per node (the node rank is a command-line flag, not config)."""
 
     master_addr: str = "127.0.0.1"
     master_port: int = Field(29500, gt=0, lt=65536)
-    timeout_s: float = Field(1800, gt=0, description="collective timeout: a dead peer ends the job within this")
-    monitor_interval_s: float = Field(1.0, gt=0, description="how often torchrun checks its workers")
+    timeout_s: float = Field(1800, gt=0, le=7 * 86400,
+                             description="collective timeout: a dead peer ends the job within this")
+    monitor_interval_s: float = Field(1.0, gt=0, le=3600, description="how often torchrun checks its workers")
 
 
 class EvalSettings(_Strict):
@@ -127,8 +207,9 @@ class EvalSettings(_Strict):
 
 class TrackingSettings(_Strict):
     experiment: str = "accelbench"
-    log_every: int = Field(10, gt=0, description="steps between per-step metric records")
-    telemetry_interval_s: float = Field(1.0, gt=0, description="device telemetry sampling period (NVML, ...)")
+    log_every: int = Field(10, gt=0, le=MAX_COUNT, description="steps between per-step metric records")
+    telemetry_interval_s: float = Field(1.0, gt=0, le=3600,
+                                        description="device telemetry sampling period (NVML, ...)")
 
 
 class BenchConfig(_Strict):
@@ -218,10 +299,9 @@ def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any
 
 
 def read_yaml_layer(path: Path, source: str) -> Layer:
+    text = read_text_file(path, source)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"cannot read: {e.strerror}", source=source) from e
+        data = load_user_yaml(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"not valid YAML: {str(e).splitlines()[0]}", source=source) from e
     if data is None:
@@ -241,9 +321,10 @@ def parse_set_flags(assignments: Sequence[str]) -> Layer:
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"expected key.path=value, got {assignment!r}", source=SET_FLAG)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = load_user_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as e:
-            raise ConfigError(f"value {raw!r} is not valid YAML", source=SET_FLAG, key=key) from e
+            raise ConfigError(f"value {_shown(raw)} is not valid YAML ({str(e).splitlines()[0]})", source=SET_FLAG,
+                              key=key) from e
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -296,8 +377,13 @@ def _format_validation_error(error: ValidationError, provenance: Mapping[str, st
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
     shown = first.get("input")
-    got = f" (got {shown!r})" if not isinstance(shown, dict) else ""
+    got = f" (got {_shown(shown)})" if not isinstance(shown, dict) else ""
     return ConfigError(f"{first['msg']}{got}", source=_source_of(key, provenance), key=key)
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _scalar_str(value: Any) -> str:

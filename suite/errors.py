@@ -5,6 +5,7 @@
     ├── UnknownNameError       unknown case / vendor / topology / adapter (lists the valid names)
     ├── DataError              data root or COCO annotation file missing or malformed
     ├── WeightsError           weight file missing or its hash does not match its name
+    ├── PluginError            a case, adapter or vendor-config plugin (entry point) fails to load
     └── VendorUnavailableError the vendor's device or software stack is not present on this machine
     RunError                   exit 1: a failure while a run was in progress (the run is marked FAILED)
     └── NonFiniteLossError     the loss became NaN/inf at a given step
@@ -36,10 +37,13 @@ class ConfigError(BenchError):
 
 
 class UnknownNameError(BenchError):
-    def __init__(self, kind: str, name: str, valid: Iterable[str], *, where: str | None = None) -> None:
+    def __init__(self, kind: str, name: str, valid: Iterable[str], *, where: str | None = None,
+                 note: str | None = None) -> None:
         valid = sorted(valid)
         self.kind, self.name, self.valid = kind, name, valid
         message = f"unknown {kind} {name!r}{did_you_mean(name, valid)}; valid: {', '.join(valid) or '(none)'}"
+        if note:
+            message = f"{message}; {note}"
         super().__init__(f"{where}: {message}" if where else message)
 
 
@@ -55,6 +59,10 @@ class VendorUnavailableError(BenchError):
     pass
 
 
+class PluginError(BenchError):
+    pass
+
+
 class RunError(Exception):
     """A failure during a run; the run is recorded as FAILED with this message as `bench.failure`."""
 
@@ -67,9 +75,17 @@ class NonFiniteLossError(RunError):
         super().__init__(f"loss became {value} at step {step}")
 
 
+def describe(error: BaseException) -> str:
+    """`Type: message` (just `Type` without a message), with any URI's password masked (suite.redaction)."""
+    from suite.redaction import redact_text
+
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return redact_text(text)
+
+
 def one_line(error: BaseException, limit: int = 300) -> str:
-    """`Type: message` cut to its first line and `limit` characters, for a warning or a tag about a failure."""
-    return f"{type(error).__name__}: {error}".splitlines()[0][:limit]
+    """`describe(error)` cut to its first line and `limit` characters, for a warning or a tag about a failure."""
+    return (describe(error).splitlines() or [""])[0][:limit]
 
 
 def did_you_mean(name: str, valid: Iterable[str]) -> str:

@@ -28,11 +28,13 @@ class TrackingHook(Hook):
             metrics = {names.LOSS: record.loss, names.LR: record.lr}
             if record.core_s > 0:
                 metrics[names.STEP_THROUGHPUT] = record.images / record.core_s
-            self.tracker.log_metrics(metrics, step=record.step)
+            with trainer.clock.excluded():  # a slow tracking server must not slow the measured training
+                self.tracker.log_metrics(metrics, step=record.step)
 
     def after_eval(self, trainer: Trainer, record: EvalRecord) -> None:
         values = {k: v for k, v in record.metrics.items() if k in names.IOU_TYPE_METRIC.values()}
-        self.tracker.log_metrics(values, step=record.epoch)
+        with trainer.clock.excluded():
+            self.tracker.log_metrics(values, step=record.epoch)
 
 
 class ProgressHook(Hook):

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -75,11 +75,12 @@ def missing_devices(nproc_per_node: int, device_count: int | None) -> str | None
     return None
 
 
-def child_environment(config: BenchConfig, visible_devices_var: str | None, extra: dict[str, str]
-                      ) -> dict[str, str]:
-    """The workers' environment: ours plus the vendor's variables, which this launcher process never applies."""
+def child_environment(config: BenchConfig, visible_devices_var: str | None, run_env: Mapping[str, str],
+                      extra: dict[str, str]) -> dict[str, str]:
+    """The workers' environment: ours plus the run's variables (`accelerator.env` and the precision's), which this
+    launcher process applies only around its own checks."""
     env = dict(os.environ)
-    env.update(config.accelerator.env)
+    env.update(run_env)
     if visible_devices_var and visible_devices_var not in env:
         env[visible_devices_var] = ",".join(str(i) for i in range(config.nproc_per_node))
     env.update(extra)
@@ -162,7 +163,7 @@ class LaunchResult:
 
 
 def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | None,
-           run_tags: dict[str, str], description: str) -> LaunchResult:
+           run_env: Mapping[str, str], run_tags: dict[str, str], description: str) -> LaunchResult:
     """Run one node's share of a multi-process job; its exit code is the worst rank's."""
     run_dir = Path(spec.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +189,7 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
     command = torchrun_command(config, spec.node_rank, spec_path)
     logger.info("node %d: %s", spec.node_rank, " ".join(command))
     kept: collections.deque[str] = collections.deque(maxlen=KEPT_LAUNCHER_LINES)
-    process = subprocess.Popen(command, env=child_environment(config, visible_devices_var, extra_env),
+    process = subprocess.Popen(command, env=child_environment(config, visible_devices_var, run_env, extra_env),
                                stderr=subprocess.PIPE, text=True, errors="replace")
     interrupted: KeyboardInterrupt | None = None
     try:

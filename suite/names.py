@@ -36,6 +36,8 @@ TRAIN_LOOP_TIME = "train_loop_time"
 CORE_TIME = "core_time"
 CORE_UNSYNCED_TIME = "core_unsynced_time"
 EVAL_TIME = "eval_time"
+TRACKING_TIME = "tracking_time"  # seconds the run waited on its tracking calls (left out of the measured phase)
+TRACKING_STALL_TIME = "tracking_stall_time"  # of which in calls to a tracking server that failed
 # Per-step metrics.
 LOSS = "loss"
 LR = "lr"

@@ -28,7 +28,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from suite import names
+from suite.config import load_user_yaml, read_text_file, read_yaml_layer
 from suite.errors import ConfigError, UnknownNameError
+from suite.locks import named_lock
+from suite.redaction import redact_uri
 from suite.registry import config_source, topology_file, vendor_dir, vendors
 
 PUBLISHED_FILE = "published.yaml"
@@ -244,11 +247,11 @@ def load_published(selected: Iterable[str] | None = None) -> list[PublishedRow]:
 
 
 def load_vendor_file(vendor: str, path: Path) -> list[PublishedRow]:
+    text = read_text_file(path, str(path))
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        data = PublishedFile.model_validate(raw)
+        data = PublishedFile.model_validate(load_user_yaml(text))
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -323,7 +326,7 @@ def _config_notes(row: PublishedRow) -> tuple[str, ...]:
     path = topology_file(row.vendor, row.case, row.topology)
     if path is None:
         return ()
-    hp = (yaml.safe_load(path.read_text()) or {}).get("hp", {})
+    hp = (read_yaml_layer(path, config_source(path)).data or {}).get("hp", {})
     differing = {k: hp[k] for k in ("bs", "lr") if k in hp and float(hp[k]) != row.hp[k]}
     if not differing:
         return ()
@@ -356,12 +359,19 @@ def import_published(rows: Sequence[PublishedRow], experiment: str = "accelbench
     no longer in the data of the imported vendors is deleted, so the store mirrors the shipped data exactly.
     """
     import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    # Two imports at once would each find a row missing and both create it: one at a time per experiment.
+    with named_lock("import-published", redact_uri(client.tracking_uri), experiment):
+        return _import(client, rows, experiment, prune)
+
+
+def _import(client: Any, rows: Sequence[PublishedRow], experiment: str, prune: bool) -> ImportReport:
     from mlflow.entities import Metric, Param, RunTag
 
     from suite.run_page import comparison_links
     from suite.tracking import ensure_experiment
 
-    client = mlflow.MlflowClient(tracking_uri)
     experiment_id = ensure_experiment(experiment, client)
     report = ImportReport(experiment_id=experiment_id)
     existing: dict[str, list[Any]] = {}

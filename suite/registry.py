@@ -10,18 +10,26 @@ Built-ins are listed below. Out-of-tree packages add theirs through entry points
 `ACCELBENCH_VENDOR_CONFIGS` adds plain folders of the same layout (os.pathsep-separated), for configs kept outside
 any package. A vendor is found in the first root whose `<vendor>/vendor.yaml` exists (built-ins first); a
 topology file may live in any root, so a package can add a new case's configs for a built-in vendor.
+
+A plugin that fails to load breaks only itself, as in mlflow's plugin loaders: the suite warns once, naming the
+entry point and the error, and goes on without it; a command that names the broken plugin's case or adapter gets a
+one-line PluginError (exit 2).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
-from importlib.metadata import entry_points
+import re
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-from suite.errors import ConfigError, UnknownNameError
+from suite.errors import ConfigError, PluginError, UnknownNameError, one_line
+
+logger = logging.getLogger(__name__)
 
 BUILTIN_CASES: dict[str, str] = {
     "faster_rcnn": "cases.faster_rcnn:FasterRCNNCase",
@@ -41,7 +49,30 @@ VENDOR_CONFIGS_ENV = "ACCELBENCH_VENDOR_CONFIGS"
 BUILTIN_VENDOR_CONFIGS = "vendor_configs"
 BUILTIN_CASES_PACKAGE = "cases"
 DEFAULTS_FILE = "defaults.yaml"
+TOPOLOGY_NAME = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")  # NxM; suite.config parses it
 VENDOR_FILE = "vendor.yaml"
+
+
+_warned: set[tuple[str, str]] = set()  # (group, name) of the broken entry points already warned about
+
+
+def _describe(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    source = f" of distribution {dist.name}" if dist is not None and getattr(dist, "name", None) else ""
+    return f"entry point {ep.name!r} = {ep.value!r} in group {ep.group}{source}"
+
+
+def _broken(ep: EntryPoint, error: BaseException) -> PluginError:
+    """Warn once per process about a plugin that fails to load, and return the error for whoever names it."""
+    message = f"{_describe(ep)} fails to load ({one_line(error)})"
+    if (ep.group, ep.name) not in _warned:
+        _warned.add((ep.group, ep.name))
+        logger.warning("%s; skipping it", message)
+    return PluginError(message)
+
+
+def _entry_point(group: str, name: str) -> EntryPoint | None:
+    return next((ep for ep in entry_points(group=group) if ep.name == name), None)
 
 
 def _with_entry_points(builtins: dict[str, str], group: str) -> dict[str, str]:
@@ -59,23 +90,60 @@ def adapters() -> dict[str, str]:
     return _with_entry_points(BUILTIN_ADAPTERS, ADAPTER_GROUP)
 
 
+def _locatable(group: str, name: str, import_string: str, builtins: dict[str, str]) -> bool:
+    """Whether a plugin's module can be found (its parent packages import) without importing it, which for a
+    case would import torch; a plugin that cannot is warned about once."""
+    if name in builtins:
+        return True
+    ep = _entry_point(group, name)
+    try:
+        found = importlib.util.find_spec(import_string.partition(":")[0]) is not None
+    except Exception as error:  # a parent package that fails to import
+        if ep is not None:
+            _broken(ep, error)
+        return False
+    if not found and ep is not None:
+        _broken(ep, ModuleNotFoundError(f"no module {import_string.partition(':')[0]!r}"))
+    return found
+
+
+def listed_cases() -> list[str]:
+    """Case names for `accelbench list`: built-ins and the plugins whose module can be found."""
+    return sorted(n for n, target in cases().items() if _locatable(CASE_GROUP, n, target, BUILTIN_CASES))
+
+
+def listed_adapters() -> list[str]:
+    return sorted(n for n, target in adapters().items() if _locatable(ADAPTER_GROUP, n, target, BUILTIN_ADAPTERS))
+
+
 def load_object(import_string: str) -> Any:
     module_name, _, attr = import_string.partition(":")
     return getattr(importlib.import_module(module_name), attr)
+
+
+def _load(group: str, name: str, import_string: str, builtins: dict[str, str]) -> Any:
+    """A registered object; a plugin's that fails to import is a PluginError naming its entry point."""
+    ep = None if name in builtins else _entry_point(group, name)
+    if ep is None:
+        return load_object(import_string)  # a built-in: a failure here is the suite's own bug, with its traceback
+    try:
+        return load_object(import_string)
+    except Exception as error:  # any failure of a plugin's import is that plugin's, reported in one line
+        raise _broken(ep, error) from error
 
 
 def case_class(name: str) -> Any:
     table = cases()
     if name not in table:
         raise UnknownNameError("case", name, table)
-    return load_object(table[name])
+    return _load(CASE_GROUP, name, table[name], BUILTIN_CASES)
 
 
 def adapter_class(name: str, *, where: str | None = None) -> Any:
     table = adapters()
     if name not in table:
         raise UnknownNameError("adapter", name, table, where=where)
-    return load_object(table[name])
+    return _load(ADAPTER_GROUP, name, table[name], BUILTIN_ADAPTERS)
 
 
 def _package_dir(module_name: str) -> Path:
@@ -91,7 +159,15 @@ def case_defaults_file(name: str) -> Path:
     if name not in table:
         raise UnknownNameError("case", name, table)
     module_name = table[name].partition(":")[0]
-    return _package_dir(module_name) / DEFAULTS_FILE
+    if name in BUILTIN_CASES:
+        return _package_dir(module_name) / DEFAULTS_FILE
+    try:
+        return _package_dir(module_name) / DEFAULTS_FILE
+    except Exception as error:  # the plugin's package is missing or fails to import
+        ep = _entry_point(CASE_GROUP, name)
+        if ep is None:
+            raise
+        raise _broken(ep, error) from error
 
 
 def vendor_configs_root() -> Path:
@@ -105,8 +181,8 @@ def vendor_config_roots() -> list[Path]:
     for ep in sorted(entry_points(group=VENDOR_CONFIGS_GROUP), key=lambda ep: ep.name):
         try:
             roots.append(_package_dir(ep.value))
-        except (ConfigError, ImportError) as error:
-            raise ConfigError(f"entry point {ep.name!r} in group {VENDOR_CONFIGS_GROUP}: {error}") from None
+        except Exception as error:  # a broken plugin hides its own vendors, not everyone's
+            _broken(ep, error)
     for folder in os.environ.get(VENDOR_CONFIGS_ENV, "").split(os.pathsep):
         if folder.strip():
             path = Path(folder).expanduser()
@@ -121,15 +197,26 @@ def vendors() -> list[str]:
 
 
 def vendor_dir(name: str) -> Path:
-    """The folder holding the vendor's vendor.yaml (and published.yaml, if any)."""
-    for root in vendor_config_roots():
-        if (root / name / VENDOR_FILE).is_file():
-            return root / name
-    raise UnknownNameError("vendor", name, vendors())
+    """The folder holding the vendor's vendor.yaml (and published.yaml, if any).
+
+    A vendor is a name, never a path: only a folder name listed by `vendors()` is joined to a root, so
+    `--vendor ./cpu` or `--vendor /some/dir` is an unknown vendor, not a way to read configs from elsewhere.
+    """
+    known = vendors()
+    if name in known:
+        for root in vendor_config_roots():
+            if (root / name / VENDOR_FILE).is_file():
+                return root / name
+    broken = [_describe(ep) for ep in entry_points(group=VENDOR_CONFIGS_GROUP) if (ep.group, ep.name) in _warned]
+    note = f"it may come from a plugin that failed to load: {'; '.join(broken)}" if broken else None
+    raise UnknownNameError("vendor", name, known, note=note)
 
 
 def topology_file(vendor: str, case: str, topology: str) -> Path | None:
     vendor_dir(vendor)  # an unknown vendor is named as such, not as a missing topology
+    _check_case_name(case)
+    if not TOPOLOGY_NAME.match(topology):
+        return None
     for root in vendor_config_roots():
         path = root / vendor / case / f"{topology}.yaml"
         if path.is_file():
@@ -137,8 +224,15 @@ def topology_file(vendor: str, case: str, topology: str) -> Path | None:
     return None
 
 
+def _check_case_name(case: str) -> None:
+    table = cases()
+    if case not in table:
+        raise UnknownNameError("case", case, table)
+
+
 def topologies(vendor: str, case: str) -> list[str]:
     vendor_dir(vendor)
+    _check_case_name(case)
     return sorted({p.stem for root in vendor_config_roots() for p in (root / vendor / case).glob("*.yaml")})
 
 

@@ -2,10 +2,12 @@
 
 The baseline is a run id, or `vendor/case/topology`: the newest FINISHED measured run of that vendor, case and
 topology at the candidate's precision, else its published row. Its value for each metric is the median over its
-repeats (FINISHED runs with the same config hash), and the noise threshold is the relative spread of those repeats
-((max - min) / median), or a default 5% when it has none. A metric worse than the baseline by more than the threshold
-is a regression. A published baseline is compared on its own p_core definition (host clock): the candidate's
-p_core_unsynced stands in for its p_core.
+repeats (FINISHED runs with the same config hash, never the candidate itself: a candidate of the same config, the
+gate's whole use, would otherwise widen its own noise band until it always passes). The noise threshold is the
+relative spread of those repeats ((max - min) / median), but never less than the default (5%, `--threshold`), so
+identical repeats do not make a 0.1% wobble a regression. A metric worse than the baseline by more than the
+threshold is a regression. A published baseline is compared on its own p_core definition (host clock): the
+candidate's p_core_unsynced stands in for its p_core.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from suite import names
 from suite.errors import DataError, UnknownNameError
 from suite.results import runs
+from suite.tracking import tag_clause
 
 DEFAULT_THRESHOLD = 0.05
 HIGHER_IS_BETTER = (names.P_WHOLE, names.P_TRAIN, names.P_CORE, names.MAP, names.MAP_SEGM, names.MFU)
@@ -30,7 +33,18 @@ class Check:
     candidate: float
     change: float       # relative, positive = better
     threshold: float
+    repeats: int        # baseline runs with this metric, whose spread the threshold came from
+    spread: float | None  # their relative spread (None with one run)
     regression: bool
+
+    @property
+    def threshold_from(self) -> str:
+        """Where the threshold came from, for the printed table."""
+        if self.spread is None:
+            return "default (1 baseline run)"
+        if self.spread >= self.threshold:
+            return f"spread of {self.repeats} repeats"
+        return f"default ({self.repeats} repeats, spread {100 * self.spread:.1f}%)"
 
 
 @dataclass
@@ -54,17 +68,18 @@ def _run(client: Any, run_id: str) -> Any:
         raise DataError(f"no run {run_id!r} in {client.tracking_uri}") from None
 
 
-def _repeats(client: Any, run: Any) -> list[Any]:
-    """FINISHED runs with the same config hash, vendor, case and topology (the run itself if it has no hash)."""
+def _repeats(client: Any, run: Any, candidate_id: str) -> list[Any]:
+    """FINISHED runs with the same config hash, vendor, case and topology as `run` (the run itself if it has no
+    hash), leaving out the candidate."""
     tags = run.data.tags
     config_hash = tags.get(names.TAG_CONFIG_HASH)
     if not config_hash:
         return [run]
-    same = [f"tags.`{t}` = '{tags[t]}'" for t in (names.TAG_VENDOR, names.TAG_CASE, names.TAG_TOPOLOGY) if t in tags]
-    query = " AND ".join([f"tags.`{names.TAG_CONFIG_HASH}` = '{config_hash}'", *same,
-                          "attributes.status = 'FINISHED'"])
+    same = [tag_clause(t, tags[t]) for t in (names.TAG_CONFIG_HASH, names.TAG_VENDOR, names.TAG_CASE,
+                                             names.TAG_TOPOLOGY) if t in tags]
+    query = " AND ".join([*same, "attributes.status = 'FINISHED'"])
     found = client.search_runs([run.info.experiment_id], query, max_results=1000)
-    return found or [run]
+    return [r for r in found if r.info.run_id != candidate_id] or [run]
 
 
 def resolve_baseline(client: Any, spec: str, candidate: Any) -> Any:
@@ -93,7 +108,9 @@ def resolve_baseline(client: Any, spec: str, candidate: Any) -> Any:
 def gate(client: Any, candidate_id: str, baseline_spec: str, default_threshold: float = DEFAULT_THRESHOLD) -> Gate:
     candidate = _run(client, candidate_id)
     baseline = resolve_baseline(client, baseline_spec, candidate)
-    repeats = _repeats(client, baseline)
+    if baseline.info.run_id == candidate.info.run_id:
+        raise DataError(f"--against {baseline_spec}: run {candidate_id} cannot be its own baseline")
+    repeats = _repeats(client, baseline, candidate.info.run_id)
     published = baseline.data.tags.get(names.TAG_SOURCE) == names.SOURCE_PUBLISHED
     checks = []
     for metric in (*HIGHER_IS_BETTER, *LOWER_IS_BETTER):
@@ -105,10 +122,11 @@ def gate(client: Any, candidate_id: str, baseline_spec: str, default_threshold: 
         if base == 0:
             continue
         mine = candidate.data.metrics[candidate_metric]
-        change = (mine - base) / base if metric in HIGHER_IS_BETTER else (base - mine) / base
-        threshold = (max(values) - min(values)) / base if len(values) > 1 else default_threshold
+        change = (mine - base) / abs(base) if metric in HIGHER_IS_BETTER else (base - mine) / abs(base)
+        spread = (max(values) - min(values)) / abs(base) if len(values) > 1 else None
+        threshold = max(spread or 0.0, default_threshold)
         checks.append(Check(metric if candidate_metric == metric else f"{metric} (host clock)", base, mine, change,
-                            threshold, change < -threshold))
+                            threshold, len(values), spread, change < -threshold))
     if not checks:
         raise DataError(f"run {candidate_id} and baseline {baseline.info.run_id} share no metric to compare")
     return Gate(candidate_id, [r.info.run_id for r in repeats],

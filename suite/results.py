@@ -26,6 +26,7 @@ from suite import names
 from suite.config import case_defaults, parse_topology
 from suite.errors import BenchError
 from suite.scaling import THROUGHPUTS, efficiencies
+from suite.tracking import tag_clause
 
 TAG_COLUMNS = {
     "source": names.TAG_SOURCE,
@@ -91,8 +92,7 @@ def _filter_string(filters: dict[str, list[str] | None], status: str | None) -> 
     clauses = []
     for column, values in filters.items():
         if values is not None and len(values) == 1:  # MLflow's grammar has no OR; lists are filtered afterwards
-            escaped = values[0].replace("'", "\\'")
-            clauses.append(f"tags.`{TAG_COLUMNS[column]}` = '{escaped}'")
+            clauses.append(tag_clause(TAG_COLUMNS[column], values[0]))
     if status:
         clauses.append(f"attributes.status = '{status}'")
     return " AND ".join(clauses)

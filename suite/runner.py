@@ -10,11 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,14 +28,17 @@ from suite import environment, names, registry, signals
 from suite.compliance import check_log
 from suite.config import ResolvedConfig
 from suite.distributed import Collectives, DistContext, destroy_process_group, init_process_group
-from suite.errors import DataError
+from suite.errors import BenchError, ConfigError, DataError
+from suite.errors import describe as describe_error
 from suite.events import EventLog
 from suite.flops import count_training_flops, flops_per_image, mfu
 from suite.hooks import ProgressHook, TrackingHook
 from suite.precision import profile
 from suite.progress import Progress
 from suite.provenance import DatasetRecord
+from suite.redaction import RedactingFormatter
 from suite.run_page import measured_description
+from suite.scoped_env import scoped_env
 from suite.spool import SpoolingTracker
 from suite.telemetry import Sampler
 from suite.timing import PhaseClock, phase_metrics
@@ -73,6 +75,7 @@ class Prepared:
     case: Case
     data_root: Path
     synthetic: bool
+    env: dict[str, str] = field(default_factory=dict)  # the run's environment variables (run_environment)
 
 
 @dataclass
@@ -86,12 +89,46 @@ class RunOutcome:
     pending_sync: Path | None = None  # the spool folder to `accelbench sync`, when tracking failed during the run
 
 
-def prepare(resolved: ResolvedConfig, *, data_root: Path | None = None, synthetic: bool = False) -> Prepared:
-    """Every input check, before any run is created. Raises BenchError (exit 2) on bad input."""
+def run_environment(resolved: ResolvedConfig, adapter: VendorAdapter) -> dict[str, str]:
+    """The variables a run sets: `accelerator.env` plus what the precision implies on this stack.
+
+    A stack's runtime reads such switches when it initialises, so they are in place before the first device call
+    (prepare's availability check) and stay for the run's duration only. `accelerator.env` may not contradict the
+    precision: the label must say what math ran.
+    """
     config = resolved.config
-    adapter = registry.adapter_class(config.accelerator.adapter, where="accelerator.adapter")()
+    implied = adapter.precision_env(config.train.precision)
+    for name, value in implied.items():
+        given = config.accelerator.env.get(name)
+        if given is not None and given != value:
+            key = f"accelerator.env.{name}"
+            raise ConfigError(f"{given!r} contradicts train.precision {config.train.precision} (which sets "
+                              f"{value!r}); leave it out", source=resolved.provenance.get(key), key=key)
+    return {**config.accelerator.env, **implied}
+
+
+def make_adapter(resolved: ResolvedConfig) -> VendorAdapter:
+    return registry.adapter_class(resolved.config.accelerator.adapter, where="accelerator.adapter")()
+
+
+def prepare(resolved: ResolvedConfig, *, data_root: Path | None = None, synthetic: bool = False,
+            adapter: VendorAdapter | None = None) -> Prepared:
+    """Every input check, before any run is created. Raises BenchError (exit 2) on bad input.
+
+    `adapter` defaults to the one the config names (tests pass one built on a stand-in device runtime).
+    """
+    config = resolved.config
+    adapter = adapter or make_adapter(resolved)
     adapter.check_precision(config.train.precision)
-    adapter.check_available()
+    env = run_environment(resolved, adapter)
+    with scoped_env(env):  # the first device call: the runtime starts with the run's switches in place
+        adapter.check_available()
+        if config.world_size > 1:
+            from suite.launcher import missing_devices
+
+            shortfall = missing_devices(config.nproc_per_node, adapter.device_count())
+            if shortfall is not None:
+                raise BenchError(f"topology {config.topology} {shortfall} for the {adapter.name} adapter")
 
     if synthetic:
         from cases.detection.synthetic import SyntheticSpec, ensure_dataset
@@ -105,22 +142,7 @@ def prepare(resolved: ResolvedConfig, *, data_root: Path | None = None, syntheti
         root = chosen.expanduser()
     case = registry.case_class(config.case)(config)
     case.check(root)
-    return Prepared(resolved, adapter, case, root, synthetic)
-
-
-@contextlib.contextmanager
-def vendor_env(variables: Mapping[str, str]) -> Iterator[None]:
-    """Apply the vendor's env vars for the run's duration only, restoring the previous values afterwards."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return Prepared(resolved, adapter, case, root, synthetic, env)
 
 
 def run_params(resolved: ResolvedConfig) -> dict[str, Any]:
@@ -250,6 +272,14 @@ def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: V
     return metrics
 
 
+def _tracking_metrics(tracker: Tracker) -> dict[str, float]:
+    """How long this run waited on its tracking server (inside e2e_time; left out of the measured phase)."""
+    metrics = {names.TRACKING_TIME: tracker.wait_s}
+    if tracker.stall_s > 0:
+        metrics[names.TRACKING_STALL_TIME] = tracker.stall_s
+    return metrics
+
+
 class RunFiles:
     """This rank's local folder (event log, rank log, config and eval files); rank 0 uploads it as artifacts."""
 
@@ -261,7 +291,7 @@ class RunFiles:
             self.workdir.mkdir(parents=True, exist_ok=True)
         self.parent = parent
         self.log_handler = logging.FileHandler(self.workdir / f"rank{rank}.log", encoding="utf-8")
-        self.log_handler.setFormatter(logging.Formatter(names.log_format(rank, node)))
+        self.log_handler.setFormatter(RedactingFormatter(names.log_format(rank, node)))
         logging.getLogger().addHandler(self.log_handler)
         self.events = EventLog(self.workdir / names.ARTIFACT_EVENTS, rank=rank)
 
@@ -297,7 +327,7 @@ def execute(prepared: Prepared, *, started_at: float, tracker_factory: TrackerFa
     context = context or DistContext()
     files = RunFiles(context.rank, run_dir, context.node_rank)
     try:
-        with vendor_env(prepared.resolved.config.accelerator.env):
+        with scoped_env(prepared.env):
             return _execute(prepared, files, started_at, tracker_factory if context.is_main else NullTracker.start,
                             context, extra_tags or {})
     finally:
@@ -327,7 +357,7 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
         env_record: dict[str, str] = {}
         if context.is_main:  # only rank 0 records; the other ranks' copies would never be uploaded
             tracker.log_params(run_params(prepared.resolved))
-            env_record = environment.collect(adapter, config.accelerator.env)
+            env_record = environment.collect(adapter, prepared.env)
             tracker.set_tags({names.ENV_TAG_PREFIX + k: v for k, v in env_record.items()})
             _write_config_artifacts(files.workdir, prepared.resolved)
             _log_dataset(tracker, prepared)
@@ -338,7 +368,7 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
         adapter.manual_seed(config.hp.seed)
         flags = {**adapter.set_math_flags(config.train.precision), **step_flags(adapter, config.train.precision)}
         tracker.set_tags({names.MATH_TAG_PREFIX + k: v for k, v in flags.items()})
-        node_records = _node_environments(adapter, config, context, collectives, env_record)
+        node_records = _node_environments(adapter, prepared.env, context, collectives, env_record)
         if context.is_main:
             merged = environment.merge_nodes(node_records)
             if len(node_records) > 1:
@@ -383,6 +413,7 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
             outcome.metrics[names.MFU] = mfu(outcome.metrics[names.P_CORE], flops, peak_tflops, config.world_size)
         if state.target_reached_at is not None:
             outcome.metrics[names.TIME_TO_TARGET] = state.target_reached_at - started_at
+        outcome.metrics.update(_tracking_metrics(tracker))
         tracker.log_metrics(outcome.metrics, step=state.epoch)
         if telemetry is not None:
             _log_telemetry_series(tracker, telemetry)
@@ -400,7 +431,7 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
             outcome.status, outcome.failure = "KILLED", signals.describe(error)
         else:
             outcome.status = "FAILED"
-            outcome.failure = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            outcome.failure = describe_error(error)
         logger.error("run %s %s: %s", tracker.run_id, outcome.status, outcome.failure)
         # What this rank measured; no collectives here, since the other ranks may be gone.
         if telemetry is not None:
@@ -408,6 +439,7 @@ def _execute(prepared: Prepared, files: RunFiles, started_at: float, tracker_fac
         with contextlib.suppress(Exception):
             outcome.metrics = _final_metrics(trainer, clock, adapter, device, Collectives(DistContext(), device),
                                              started_at, train_started_at, telemetry=telemetry)
+            outcome.metrics.update(_tracking_metrics(tracker))
             tracker.log_metrics(outcome.metrics, step=trainer.state.epoch if trainer else 0)
         tracker.set_tags({names.TAG_FAILURE: f"rank {context.rank}: {outcome.failure}" if context.distributed
                           else outcome.failure})
@@ -457,14 +489,14 @@ def _training_flops(prepared: Prepared, model: Any, device: Any) -> float:
     return value
 
 
-def _node_environments(adapter: VendorAdapter, config: Any, context: DistContext, collectives: Collectives,
-                       main_record: dict[str, str]) -> list[dict[str, str]]:
+def _node_environments(adapter: VendorAdapter, run_env: Mapping[str, str], context: DistContext,
+                       collectives: Collectives, main_record: dict[str, str]) -> list[dict[str, str]]:
     """One environment record per node (its local rank 0 collects it), in node order. Collective."""
     if not context.distributed:
         return [main_record]
     mine = None
     if context.local_rank == 0:
-        mine = main_record if context.is_main else environment.collect(adapter, config.accelerator.env)
+        mine = main_record if context.is_main else environment.collect(adapter, run_env)
     return [r for r in collectives.gather_objects(mine) if r is not None]
 
 
@@ -503,6 +535,6 @@ def _write_eval_artifacts(workdir: Path, evals: list[EvalRecord]) -> None:
 
 def run(resolved: ResolvedConfig, *, data_root: Path | None = None, synthetic: bool = False,
         started_at: float, tracker_factory: TrackerFactory = SpoolingTracker.start,
-        extra_tags: dict[str, str] | None = None) -> RunOutcome:
-    prepared = prepare(resolved, data_root=data_root, synthetic=synthetic)
+        extra_tags: dict[str, str] | None = None, adapter: VendorAdapter | None = None) -> RunOutcome:
+    prepared = prepare(resolved, data_root=data_root, synthetic=synthetic, adapter=adapter)
     return execute(prepared, started_at=started_at, tracker_factory=tracker_factory, extra_tags=extra_tags)

@@ -1,6 +1,6 @@
 """Clocks and the published throughput definitions (shared/reference.md section 1).
 
-    p_whole = images / measured wall time, per-epoch evaluation included
+    p_whole = images / measured wall time, per-epoch evaluation included (the suite's own tracking calls are not)
     p_train = images / (measured wall time - evaluation time)      (data loading and copies included)
     p_core  = images / sum of compute windows (forward+loss+backward+optimizer step), each bounded by a
               device synchronize so queued device work is billed to the window that issued it
@@ -71,6 +71,9 @@ class PhaseClock:
         # synchronize, so device work still queued is billed to the next data-loading gap (reference.md 7).
         self.core_unsynced_s = 0.0
         self.eval_s = 0.0
+        # The suite's own recording inside the measured region (a tracking server that stalls) is not the
+        # workload's time: it is left out of the region and recorded as tracking_time instead.
+        self.excluded_s = 0.0
 
     @property
     def started(self) -> bool:
@@ -105,6 +108,16 @@ class PhaseClock:
         self.core_s += core_seconds
         self.core_unsynced_s += host_seconds if host_seconds is not None else core_seconds
 
+    @contextmanager
+    def excluded(self) -> Iterator[None]:
+        """Host work that is not the workload's (tracking calls): its time is left out of the measured region."""
+        begin = self._clock()
+        try:
+            yield
+        finally:
+            if self.started and self._stop is None:
+                self.excluded_s += self._clock() - begin
+
     def add_eval(self, seconds: float) -> None:
         if self.started:
             self.eval_s += seconds
@@ -114,7 +127,7 @@ class PhaseClock:
         if self._start is None:
             return 0.0
         end = self._stop if self._stop is not None else self._clock()
-        return end - self._start
+        return end - self._start - self.excluded_s
 
     def raw(self) -> list[float]:
         """[images, whole, loop, core, eval] of this rank. Across ranks images are summed and each time maxed;

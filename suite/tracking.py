@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from suite.redaction import redact_uri
+
 if TYPE_CHECKING:
     from suite.provenance import DatasetRecord
 
@@ -75,22 +77,28 @@ def start_tags(run_name: str, description: str | None, tags: Mapping[str, str] |
     return {k: str(v) for k, v in resolve_tags(user).items()}
 
 
-def redact_uri(uri: str) -> str:
-    """A tracking URI fit for a log file: `https://user:secret@host` loses its password."""
-    from urllib.parse import urlsplit, urlunsplit
+def tag_clause(name: str, value: str) -> str:
+    """One `tags.name = value` clause of an MLflow filter string, quoted so that MLflow matches it exactly.
 
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    MLflow's filter grammar has no escape character (a backslash is taken literally): a value holding a single
+    quote is matched only inside double quotes, and one holding both kinds of quote cannot be written at all.
+    """
+    text = str(value)
+    if "'" not in text:
+        return f"tags.`{name}` = '{text}'"
+    if '"' not in text:
+        return f'tags.`{name}` = "{text}"'
+    from suite.errors import DataError
+
+    raise DataError(f"cannot search MLflow for tag {name} = {text!r}: it holds both kinds of quote")
 
 
 class Tracker(Protocol):
     run_id: str
     experiment_id: str | None  # None while the run is recorded offline
     pending_sync: Path | None  # a spooled run's folder, left for `accelbench sync` (suite.spool)
+    wait_s: float  # seconds spent waiting on the tracking server so far
+    stall_s: float  # of which in calls that failed
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
@@ -122,6 +130,7 @@ class MlflowTracker:
     """One MLflow run. Create it with `start()`; end it with `finish(status)`."""
 
     pending_sync = None
+    wait_s = stall_s = 0.0  # timed by suite.spool's SpoolingTracker, which wraps this one in runs
 
     def __init__(self, client: Any, run_id: str) -> None:
         self.client = client
@@ -235,6 +244,7 @@ class MemoryTracker:
 
     pending_sync = None
     experiment_id = None
+    wait_s = stall_s = 0.0
 
     def __init__(self, run_id: str = "memory") -> None:
         self.run_id = run_id
@@ -273,6 +283,7 @@ class NullTracker:
     run_id = ""
     pending_sync = None
     experiment_id = None
+    wait_s = stall_s = 0.0
 
     @classmethod
     def start(cls, **_: Any) -> NullTracker:

@@ -161,7 +161,6 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, budget: int | None) -> bool:
         settings = self.config.train
-        first_epoch = epoch == 1
         for batch in self.loader:
             batch = self.workload.to_device(batch, self.device)
             images = self.workload.batch_images(batch)
@@ -177,8 +176,7 @@ class Trainer:
             if measured:
                 self.clock.add_step(images, window.seconds, window.host_seconds)
             lr = self.optimizer.param_groups[0]["lr"]
-            if first_epoch and self.warmup is not None:
-                self.warmup.step()
+            self._step_warmup()
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise NonFiniteLossError(self.state.step, loss_value)
@@ -190,6 +188,16 @@ class Trainer:
             if budget is not None and self.state.step >= budget:
                 return True
         return False
+
+    def _step_warmup(self) -> None:
+        """The warm-up is counted in optimizer steps, not epochs: it runs for its `total_iters` steps whatever the
+        epoch boundaries (a throughput budget longer than a small epoch keeps ramping), then stays at its end."""
+        warmup = self.warmup
+        if warmup is None:
+            return
+        total = getattr(warmup, "total_iters", None)
+        if total is None or warmup.last_epoch < total:
+            warmup.step()
 
     def _backward_step(self, loss: torch.Tensor) -> None:
         if self.scaler is not None:

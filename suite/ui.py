@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suite.errors import BenchError, RunError
+from suite.redaction import redact_uri
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 120.0
@@ -91,7 +92,8 @@ def serve(port: int, workers: int, announce: Callable[[str], None], *, server_lo
     server's own request log goes to the console with `server_log`, else to a file named on failure."""
     store = tracking_store()
     if store.remote:
-        announce(f"runs are recorded on the tracking server {store.uri}: open it in a browser (it serves the UI)")
+        announce(f"runs are recorded on the tracking server {redact_uri(store.uri)}: open it in a browser (it "
+                 f"serves the UI)")
         return 0
     if store.sqlite_file is not None and not store.sqlite_file.is_file():
         announce(f"note: {store.sqlite_file} does not exist yet: the UI starts empty until a run is recorded "
@@ -108,7 +110,7 @@ def serve(port: int, workers: int, announce: Callable[[str], None], *, server_lo
                                    stderr=subprocess.STDOUT if output is not None else None)
     try:
         _wait_healthy(url, process, STARTUP_TIMEOUT_S, log)
-        announce(f"MLflow UI for {store.uri}: {url}  (listening on {HOST} only; Ctrl-C stops it)")
+        announce(f"MLflow UI for {redact_uri(store.uri)}: {url}  (listening on {HOST} only; Ctrl-C stops it)")
         return process.wait()
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through suite.signals: a normal way to stop the UI
         return 0

@@ -164,3 +164,79 @@ def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
         yield server.start()
     finally:
         server.stop()
+
+
+class FlakyProxy:
+    """An HTTP proxy in front of a real tracking server that can refuse chosen requests: the network fault of a
+    server that fails part-way through an upload (a stand-in for the network, not for MLflow or the suite)."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+        import threading
+        import urllib.error
+
+        self.upstream = upstream
+        self.refuse: str | None = None  # a substring of the request paths to refuse with HTTP 400
+        self.refused = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if proxy.refuse is not None and proxy.refuse in self.path:
+                    proxy.refused += 1
+                    payload = b'{"error_code": "BAD_REQUEST", "message": "refused by the test proxy"}'
+                    self.send_response(400)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                request = urllib.request.Request(proxy.upstream + self.path, data=body, method=self.command,
+                                                 headers=headers)
+                try:
+                    with urllib.request.urlopen(request, timeout=60) as response:
+                        status, reply, reply_headers = response.status, response.read(), response.headers
+                except urllib.error.HTTPError as error:
+                    status, reply, reply_headers = error.code, error.read(), error.headers
+                self.send_response(status)
+                for key, value in reply_headers.items():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A tracking URI whose server accepts connections and never answers (a hung host: the kernel completes
+    the handshake from the listen backlog, nothing reads the request)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def dead_uri() -> str:
+    """A tracking URI nothing listens on (a server that is down)."""
+    return f"http://127.0.0.1:{free_port()}"

@@ -98,7 +98,21 @@ def test_bad_type_names_the_layer_that_set_it() -> None:
     (["--case", "faster_rcn"], "unknown case 'faster_rcn' (did you mean 'faster_rcnn'?)"),
     (["--topology", "1x3"], "unknown topology '1x3'"),
     (["--topology", "eight"], "topology must look like NxM"),
-], ids=["set-typo", "set-format", "vendor", "case", "topology", "topology-shape"])
+    (["--vendor", "/etc"], "unknown vendor '/etc'"),
+    (["--vendor", "cpu/"], "unknown vendor 'cpu/' (did you mean 'cpu'?)"),
+    (["--vendor", "./cpu"], "unknown vendor './cpu' (did you mean 'cpu'?)"),
+    (["--case", "../cases/retinanet"], "unknown case '../cases/retinanet'"),
+    (["--set", "hp.lr=.inf"], "--set: hp.lr: Input should be a finite number"),
+    (["--set", "hp.bs=100000000000000000000000"], "--set: hp.bs: Input should be less than or equal to 4096"),
+    (["--set", f"hp.seed={2**64}"], "--set: hp.seed: Input should be less than 4294967296"),
+    (["--set", "dist.timeout_s=1e300"], "--set: dist.timeout_s: Input should be less than or equal to 604800"),
+    (["--set", "train.targets={bbox: 7}"], "--set: train.targets.bbox: Input should be less than or equal to 1"),
+    (["--set", "accelerator.env={'A=B': 1}"], "accelerator.env: Value error, 'A=B' is not an environment"),
+    (["--set", "hp.lr_steps=" + "[" * 5000 + "]" * 5000], "--set: hp.lr_steps: value '[[[["),
+    (["--set", "hp.lr_steps=&a [1, *a]"], "--set: hp.lr_steps: value '&a [1, *a]' is not valid YAML"),
+], ids=["set-typo", "set-format", "vendor", "case", "topology", "topology-shape", "vendor-absolute-path",
+        "vendor-trailing-slash", "vendor-relative-path", "case-path", "infinite-lr", "huge-bs", "huge-seed",
+        "huge-timeout", "target-above-1", "env-name", "deep-nesting", "recursive-alias"])
 def test_bad_input_is_one_line_and_exit_2(cli, args: list[str], expected: str) -> None:
     base = {"--case": "faster_rcnn", "--vendor": "cpu", "--topology": "1x1"}
     for flag, value in zip(args[::2], args[1::2], strict=False):
@@ -150,3 +164,24 @@ def test_shipped_learning_check_config_resolves() -> None:
     resolved = config.resolve("faster_rcnn", "cpu", "1x1", [], [config_path])
     assert resolved.config.model.backbone == "mobilenet_v3_large"
     assert resolved.provenance["model.detector_kwargs.box_batch_size_per_image"] == str(config_path)
+
+
+def _bomb(levels: int = 9) -> str:
+    lines = ['l0: &l0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"hp:\n  lr: \xff\xfe 0.1\n", "not UTF-8 text (byte 10)"),
+    (("hp:\n  lr_steps: " + "[" * 3000 + "]" * 3000 + "\n").encode(), "nested more than 32 levels deep"),
+    (_bomb().encode(), "expands to more than 100000 values (YAML aliases?)"),
+], ids=["not-utf8", "deep-nesting", "alias-bomb"])
+def test_hostile_config_files_are_one_line_errors(cli, tmp_path: Path, content: bytes, expected: str) -> None:
+    """A billion-laughs file is 500 bytes; loaded naively it takes tens of GB. It must be refused at once."""
+    path = tmp_path / "extra.yaml"
+    path.write_bytes(content)
+    result = cli("show-config", "--case", "retinanet", "--vendor", "cpu", "--config", str(path), timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == f"accelbench: error: {path}: {expected}" or (
+        str(path) in result.stderr and expected in result.stderr and result.stderr.count("\n") == 1), result.stderr

@@ -44,9 +44,11 @@ def test_check_passes_a_repeat_and_fails_against_a_faster_baseline(tracking_uri:
     first, second = sorted(search_runs(tracking_uri), key=lambda r: r.info.start_time)
     # The cpu vendor states no peak: no MFU rather than a guess.
     assert names.MFU not in first.data.metrics and names.PARAM_PEAK_TFLOPS not in first.data.params
-    same = run_cli("check", first.info.run_id, "--against", second.info.run_id)
+    # Two-step CPU runs differ by 10-20% from run to run: a wide threshold passes a repeat of the same config,
+    # and the candidate is never pooled with its baseline.
+    same = run_cli("check", first.info.run_id, "--against", second.info.run_id, "--threshold", "0.6")
     assert same.returncode == 0, same.stdout + same.stderr
-    assert "(2 run(s))" in same.stdout and "REGRESSION" not in same.stdout
+    assert "(1 run(s))" in same.stdout and "REGRESSION" not in same.stdout
 
     faster = {k: v * 1.2 for k, v in first.data.metrics.items() if k in (names.P_WHOLE, names.P_TRAIN, names.P_CORE)}
     baseline = _record(tracking_uri, vendor="cpu", topology="1x1", case="retinanet", precision="fp32",

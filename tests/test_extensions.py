@@ -108,3 +108,90 @@ def test_plain_config_folder_from_the_environment(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"accelbench: error: ACCELBENCH_VENDOR_CONFIGS: {tmp_path / 'nowhere'} is not " \
                                      f"a folder"
+
+
+BROKEN_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "accelbench-broken"
+version = "0.1.0"
+
+[project.entry-points."accelbench.vendor_configs"]
+broken_missing = "accelbench_broken.no_such_configs"
+broken_boom = "accelbench_broken_boom.vendor_configs"
+broken_good = "accelbench_broken.vendor_configs"
+
+[project.entry-points."accelbench.cases"]
+broken_case = "accelbench_broken.case:BrokenCase"
+
+[project.entry-points."accelbench.adapters"]
+broken_adapter = "accelbench_broken_boom.adapter:Adapter"
+
+[tool.setuptools.packages.find]
+include = ["accelbench_broken*"]
+
+[tool.setuptools.package-data]
+"accelbench_broken.case" = ["defaults.yaml"]
+"accelbench_broken.vendor_configs" = ["*/*/*.yaml"]
+"""
+
+
+@pytest.fixture(scope="module")
+def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A twin of the example package whose plugins fail to load in every way a real one can: a configs package
+    that is not there, a package that raises on import, and a case whose module imports what is not installed.
+    Its one good part (a topology file for the broken case on the cpu vendor) still loads."""
+    work = tmp_path_factory.mktemp("broken-extension")
+    source = work / "accelbench-broken"
+    (source / "accelbench_broken" / "case").mkdir(parents=True)
+    (source / "accelbench_broken" / "vendor_configs" / "cpu" / "broken_case").mkdir(parents=True)
+    (source / "accelbench_broken_boom").mkdir()
+    (source / "pyproject.toml").write_text(BROKEN_PYPROJECT)
+    (source / "accelbench_broken" / "__init__.py").write_text("")
+    (source / "accelbench_broken" / "vendor_configs" / "__init__.py").write_text("")
+    (source / "accelbench_broken" / "vendor_configs" / "cpu" / "broken_case" / "1x1.yaml").write_text(
+        "hp: {bs: 1}\n")
+    (source / "accelbench_broken" / "case" / "__init__.py").write_text("import accelbench_not_installed\n")
+    (source / "accelbench_broken" / "case" / "defaults.yaml").write_text("hp: {bs: 1, lr: 0.01}\n")
+    (source / "accelbench_broken_boom" / "__init__.py").write_text("raise RuntimeError('boom at import')\n")
+    target = work / "site"
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                             "--no-index", "--no-deps", "--no-build-isolation", "--target", str(target),
+                             str(source)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return target
+
+
+def test_a_broken_plugin_breaks_only_itself(broken_site: Path, tracking_uri: str) -> None:
+    env = _with(broken_site)
+    listed = run_cli("list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "faster_rcnn" in listed.stdout and "  cpu " in listed.stdout
+    assert "broken_adapter" not in listed.stdout  # its package fails to import
+    warnings = [line for line in listed.stderr.splitlines() if "fails to load" in line]
+    assert len(warnings) == 3, listed.stderr  # once per broken entry point, however often it is read
+    assert any("'broken_missing'" in w and "accelbench_broken.no_such_configs" in w for w in warnings)
+    assert any("'broken_boom'" in w and "RuntimeError: boom at import" in w for w in warnings)
+    assert any("'broken_adapter'" in w and "RuntimeError: boom at import" in w for w in warnings)
+    assert all("WARNING" in w and "accelbench-broken" in w for w in warnings)
+
+    good = run_cli("run", "--case", "retinanet", "--vendor", "cpu", "--synthetic", *TINY, env=env)
+    assert good.returncode == 0, good.stderr[-3000:]
+
+    case = run_cli("run", "--case", "broken_case", "--vendor", "cpu", "--synthetic", *TINY, env=env)
+    assert case.returncode == 2, case.stderr[-3000:]
+    error = case.stderr.strip().splitlines()[-1]
+    assert error.startswith("accelbench: error: entry point 'broken_case'") and "accelbench_not_installed" in error
+    adapter = run_cli("run", "--case", "retinanet", "--vendor", "cpu", "--synthetic", *TINY,
+                      "--set", "accelerator.adapter=broken_adapter", env=env)
+    assert adapter.returncode == 2
+    assert "entry point 'broken_adapter'" in adapter.stderr.strip().splitlines()[-1]
+    vendor = run_cli("show-config", "--case", "retinanet", "--vendor", "boom_npu", env=env)
+    assert vendor.returncode == 2 and "unknown vendor 'boom_npu'" in vendor.stderr
+    assert "a plugin that failed to load" in vendor.stderr.strip().splitlines()[-1]
+    runs = mlflow.MlflowClient(tracking_uri).search_runs(
+        [mlflow.MlflowClient(tracking_uri).get_experiment_by_name("accelbench").experiment_id])
+    assert len(runs) == 1  # only the good run: the refused ones left nothing behind

@@ -127,6 +127,68 @@ def test_bad_input_creates_no_run(tmp_path: Path, tracking_uri: str) -> None:
     assert search_runs(tracking_uri) == []
 
 
+def _named_by_hash(path: Path) -> Path:
+    """Rename a file torchvision-style, `name-<sha256 prefix>.pth`, so its name's hash check passes."""
+    import hashlib
+
+    named = path.with_name(f"{path.stem}-{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}.pth")
+    path.rename(named)
+    return named
+
+
+def test_inputs_that_validate_but_cannot_work_are_refused_before_a_run(tmp_path: Path, tracking_uri: str) -> None:
+    import torch
+    from torchvision.models import resnet18
+
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x80\x04 not a pickle, not a zip")
+    wrong = tmp_path / "resnet18.pth"
+    torch.save(resnet18().state_dict(), wrong)
+    root = tmp_path / "data"
+    assert run_cli("make-data", "--out", str(root), "--train", "6", "--val", "2").returncode == 0
+    train_file = root / "annotations" / "instances_train2017.json"
+    good = train_file.read_text()
+    base = ["run", "--case", "faster_rcnn", "--vendor", "cpu", "--set", "data.workers=0"]
+    cases = [
+        ([*base, "--synthetic", "--set", f"model.backbone_weights={_named_by_hash(garbage)}"],
+         "is not a torch checkpoint"),
+        ([*base, "--synthetic", "--set", f"model.backbone_weights={_named_by_hash(wrong)}"],
+         "is not a ResNet-50 state dict: Error(s) in loading state_dict for ResNet: Missing key(s)"),
+        ([*base, "--synthetic", "--set", "model.detector_kwargs={rpn_pre_nms_top_n_train: -5}"],
+         "model.detector_kwargs.rpn_pre_nms_top_n_train: must be an integer from 1 to 2147483647"),
+        ([*base, "--synthetic", "--set", "model.detector_kwargs={image_mean: [1, 2]}"],
+         "model.detector_kwargs.image_mean: must be null or a list of 3 numbers > -inf"),
+        ([*base, "--data-root", str(root), "--set", "model.num_classes=3"],
+         "category ids [37, 38, 72] are outside the model's 3 classes (model.num_classes: ids must be 0..2)"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        assert message in result.stderr and result.stderr.count("\n") == 1, (message, result.stderr[-2000:])
+    document = json.loads(good)
+    (root / "train2017" / document["images"][1]["file_name"]).unlink()
+    result = run_cli(*base, "--data-root", str(root))
+    assert result.returncode == 2 and f"1 of 6 images are not in {root / 'train2017'}/" in result.stderr, \
+        result.stderr[-2000:]
+    assert search_runs(tracking_uri) == []
+
+
+def test_smoke_prints_the_table_of_what_ran_when_a_later_case_is_bad_input(tracking_uri: str) -> None:
+    # mobilenet_v3_large is a faster_rcnn backbone only: retinanet's config resolves, its checks refuse it
+    result = run_cli("smoke", "--cases", "faster_rcnn,retinanet", *TINY, "--set", "model.backbone=mobilenet_v3_large",
+                     "--set", "model.min_size=64", "--set", "model.max_size=64")
+    assert result.returncode == 2, result.stderr[-3000:]
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("faster_rcnn ")]
+    assert "FINISHED" in row
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "accelbench: error: model.backbone: backbone 'mobilenet_v3_large' is not available for retinanet")
+    (run,) = search_runs(tracking_uri)  # the refused case left no run
+    assert run.data.tags[names.TAG_CASE] == "faster_rcnn" and run.info.status == "FINISHED"
+    unknown = run_cli("smoke", "--cases", "faster_rcnn,yolo", *TINY)
+    assert unknown.returncode == 2 and "unknown case 'yolo'" in unknown.stderr
+    assert len(search_runs(tracking_uri)) == 1  # nothing started
+
+
 def _mlflow_run(*args: str) -> subprocess.CompletedProcess[str]:
     """`mlflow run` runs the entry point with the first `python` on PATH: this venv's, as for a user inside it."""
     bin_dir = Path(sys.executable).parent

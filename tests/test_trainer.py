@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from suite import config, names
+from suite import config, names, registry
 from suite.distributed import Collectives, DistContext
 from suite.errors import NonFiniteLossError
 from suite.events import EventLog, read_events
@@ -57,16 +57,19 @@ class ToyWorkload:
         return metrics[names.MAP] >= 0.25
 
 
-def _trainer(tmp_path: Path, workload: ToyWorkload, overrides: list[str], batches: int = 4):
+def _trainer(tmp_path: Path, workload: ToyWorkload, overrides: list[str], batches: int = 4,
+             case_schedulers: bool = False):
     resolved = config.resolve("faster_rcnn", "cpu", "1x1", overrides)
     model = nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[100])
+    warmup, schedule = None, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[100])
+    if case_schedulers:  # the detection recipe's own warm-up and step schedule
+        warmup, schedule = registry.case_class("faster_rcnn")(resolved.config).schedulers(optimizer, batches)
     loader = [(torch.randn(3, 2), torch.randn(3, 1)) for _ in range(batches)]
     adapter = CpuAdapter()
     events = EventLog(tmp_path / "events.jsonl")
     tracker = MemoryTracker()
-    trainer = Trainer(config=resolved.config, workload=workload, model=model, optimizer=optimizer, warmup=None,
+    trainer = Trainer(config=resolved.config, workload=workload, model=model, optimizer=optimizer, warmup=warmup,
                       lr_schedule=schedule, loader=loader, adapter=adapter, device=torch.device("cpu"),
                       events=events, clock=PhaseClock(lambda: None),
                       collectives=Collectives(DistContext(), torch.device("cpu")), hooks=[TrackingHook(tracker, 1)])
@@ -103,6 +106,18 @@ def test_throughput_counts_only_timed_steps(tmp_path: Path) -> None:
     assert state.step == 10 and state.epoch == 3 and workload.evals == 0
     assert metrics[names.IMAGES] == 7 * 3
     assert metrics[names.P_WHOLE] <= metrics[names.P_TRAIN] <= metrics[names.P_CORE]
+
+
+def test_throughput_warmup_spans_epoch_boundaries(tmp_path: Path) -> None:
+    """The recipe's warm-up runs for exactly `warmup_iters` optimizer steps, however short an epoch is."""
+    trainer, tracker, _ = _trainer(tmp_path, ToyWorkload(), [
+        "train.mode=throughput", "train.warmup_steps=0", "train.steps=14", "hp.warmup_iters=10", "hp.lr=0.01",
+        "hp.warmup_factor=0.001"], batches=4, case_schedulers=True)
+    state = trainer.train()
+    assert state.step == 14 and state.epoch == 4  # four epochs of 4 steps, the last one cut at the budget
+    lrs = [lr for _, lr in tracker.metrics[names.LR]]
+    assert all(later > earlier for earlier, later in zip(lrs[:11], lrs[1:11], strict=False)), lrs
+    assert lrs[0] == pytest.approx(1e-5) and lrs[10:] == pytest.approx([0.01] * 4), lrs
 
 
 def test_non_finite_loss_names_the_step(tmp_path: Path) -> None:

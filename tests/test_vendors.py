@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from suite.errors import ConfigError, VendorUnavailableError
+from suite.errors import ConfigError, RunError, VendorUnavailableError
 from suite.vendors.base import GIB
 from suite.vendors.cpu import CpuAdapter
 from suite.vendors.cuda import CudaAdapter
@@ -73,16 +73,81 @@ def test_metax_adapter_with_fake_device(monkeypatch: pytest.MonkeyPatch, restore
     adapter.synchronize(device)
     assert fake.calls == ["set_device:1", "seed:7", "synchronize"]
 
+    assert adapter.precision_env("tf32") == {TF32_ENV: "1"} and adapter.precision_env("amp_bf16") == {TF32_ENV: "0"}
+    monkeypatch.setenv(TF32_ENV, "1")
     flags = adapter.set_math_flags("tf32")
-    assert os.environ[TF32_ENV] == "1" and flags[TF32_ENV] == "1"
-    assert flags["matmul_tf32"] == "true" and flags["cudnn_tf32"] == "true"
-    flags = adapter.set_math_flags("fp32")
-    assert os.environ[TF32_ENV] == "0" and flags["matmul_tf32"] == "false"
+    assert flags[TF32_ENV] == "1" and flags["matmul_tf32"] == "true" and flags["cudnn_tf32"] == "true"
+    with pytest.raises(RunError, match="METAX_USE_TF32 is '1' in this process, but precision fp32 needs '0'"):
+        adapter.set_math_flags("fp32")  # the runtime already started with TF32 on: refuse to label it fp32
 
     assert adapter.memory_gib(device) == {"mem": 3.0, "mem_reserved": 4.0, "mem_total": 64.0}
     assert adapter.inventory() == {"accelerator_model": "MetaX C500", "accelerator_count": "2",
                                    "accelerator_memory_gib": "64.0"}
     assert adapter.visible_devices_var == "CUDA_VISIBLE_DEVICES"
+
+
+class MacaRuntimeStandIn(FakeCudaModule):
+    """torch.cuda as a MACA build exposes it, for one device. Like the real runtime, it takes METAX_USE_TF32 from
+    the environment when it initialises (its first call); every call notes the value it saw."""
+
+    def __init__(self) -> None:
+        super().__init__(count=1)
+        self.seen: list[tuple[str, str | None]] = []
+
+    def __getattribute__(self, name: str) -> object:
+        attribute = super().__getattribute__(name)
+        if callable(attribute) and not name.startswith("_"):
+            super().__getattribute__("seen").append((name, os.environ.get(TF32_ENV)))
+        return attribute
+
+    @property
+    def tf32_at_init(self) -> str | None:
+        return self.seen[0][1]
+
+
+class MetaxAdapterOnStandIn(MetaxAdapter):
+    """The real MetaX adapter on the stand-in runtime; only tensors stay on the CPU, which is all this machine has."""
+
+    @property
+    def device_type(self) -> str:
+        return "cpu"
+
+    @property
+    def pin_memory(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(("precision", "switch"), [("fp32", "0"), ("tf32", "1")])
+def test_metax_precision_switch_is_in_place_before_the_runtime_starts(
+        monkeypatch: pytest.MonkeyPatch, restore_tf32: None, tracking_uri: str, precision: str, switch: str) -> None:
+    import time
+
+    from suite import runner
+    from suite.config import resolve
+
+    users_own = "1" if switch == "0" else "0"  # the user's shell says the opposite; the run must not inherit it
+    monkeypatch.setenv(TF32_ENV, users_own)
+    runtime = MacaRuntimeStandIn()
+    resolved = resolve("retinanet", "metax_c500", "1x1", [
+        "train.mode=smoke", f"train.precision={precision}", "train.max_steps=1", "data.workers=0", "hp.bs=2",
+        "data.synthetic.train=4", "data.synthetic.val=2", "model.min_size=64", "model.max_size=64"])
+    outcome = runner.run(resolved, synthetic=True, started_at=time.time(),
+                         adapter=MetaxAdapterOnStandIn(device_module=runtime))
+    assert outcome.status == "FINISHED"
+    assert runtime.tf32_at_init == switch and {value for _, value in runtime.seen} == {switch}, runtime.seen
+    assert {name for name, _ in runtime.seen} >= {"is_available", "set_device", "get_device_properties"}
+    assert os.environ[TF32_ENV] == users_own  # for the run's duration only
+    (run,) = search_runs(tracking_uri)
+    assert run.data.tags[f"math.{TF32_ENV}"] == switch and run.data.tags[f"env.var.{TF32_ENV}"] == switch
+    assert run.data.tags["bench.precision"] == precision
+
+
+def test_metax_env_that_contradicts_the_precision_is_bad_input(cli, tracking_uri: str) -> None:
+    result = cli("run", "--case", "retinanet", "--vendor", "metax_c500", "--synthetic", "--precision", "fp32",
+                 "--set", f"accelerator.env.{TF32_ENV}=1")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"--set: accelerator.env.{TF32_ENV}: '1' contradicts train.precision fp32" in result.stderr
+    assert result.stderr.count("\n") == 1 and search_runs(tracking_uri) == []
 
 
 def test_cuda_adapter_without_devices_fails_in_one_line() -> None:

@@ -21,12 +21,14 @@ from cases.detection.data import (
     CocoDetection,
     GroupedBatchSampler,
     aspect_ratio_groups,
+    check_image_files,
+    check_labels,
     check_root,
     collate,
     to_float,
 )
 from cases.detection.evaluator import CocoEvaluator, check_backend
-from cases.detection.models import check_detector_kwargs, resnet50_fpn
+from cases.detection.models import check_detector_kwargs, check_resnet50_weights, resnet50_fpn
 from cases.detection.synthetic import COMPLETE_MARKER as SYNTHETIC_COMPLETE_MARKER
 from cases.detection.weights import verify_weights_file
 from suite import names
@@ -69,11 +71,19 @@ class DetectionCase:
         check_backend(self.config.eval.backend)
         if model.backbone_weights is not None:
             self.weights_sha256 = verify_weights_file(Path(model.backbone_weights))
+            self.check_weights(Path(model.backbone_weights))
         check_root(data_root)
         data = self.config.data
         self.train_set = CocoDetection(data_root, "train", with_masks=self.needs_masks,
                                        hflip_prob=data.hflip_prob, drop_empty=True)
         self.val_set = CocoDetection(data_root, "val", with_masks=False, limit=data.val_limit)
+        for dataset in (self.train_set, self.val_set):
+            check_image_files(dataset)
+        check_labels(self.train_set, model.num_classes)
+
+    def check_weights(self, path: Path) -> None:
+        """The backbone file holds weights this case can load (a ResNet-50 state dict for the built-in cases)."""
+        check_resnet50_weights(path)
 
     def dataset_record(self, root: Path) -> DatasetRecord | None:
         """The annotation files' fingerprints and the image counts this run uses (after dropping empty images)."""

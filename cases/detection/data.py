@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import math
+import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -43,8 +44,12 @@ def load_coco(annotation_file: Path) -> COCO:
         document = json.loads(annotation_file.read_text(encoding="utf-8"))
     except OSError as e:
         raise DataError(f"{annotation_file}: cannot read annotation file: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"{annotation_file}: not UTF-8 text (byte {e.start}), so not a COCO annotation file") from e
     except json.JSONDecodeError as e:
         raise DataError(f"{annotation_file}: not valid JSON ({e.msg} at line {e.lineno})") from e
+    except RecursionError:
+        raise DataError(f"{annotation_file}: nested too deeply to be a COCO annotation file") from None
     records = sum(len(document[k]) for k in REQUIRED_KEYS if isinstance(document.get(k), list)) \
         if isinstance(document, dict) else None
     with Progress(f"indexing {annotation_file.name}", records, unit="records") as progress:
@@ -140,6 +145,25 @@ def check_root(root: Path) -> None:
             raise DataError(f"data root {root}: missing image folder {image_dir.name}/ (COCO2017 layout expected)")
         if not annotation_file.is_file():
             raise DataError(f"data root {root}: missing annotations/{annotation_file.name}")
+
+
+def check_image_files(dataset: CocoDetection) -> None:
+    """Every image the split will read exists in its folder (one listing, not one stat per image)."""
+    present = {entry.name for entry in os.scandir(dataset.image_dir)}
+    missing = [name for name in (dataset.coco.imgs[i]["file_name"] for i in dataset.ids)
+               if name not in present and not (dataset.image_dir / name).is_file()]
+    if missing:
+        raise DataError(f"{dataset.annotation_file}: {len(missing)} of {len(dataset.ids)} images are not in "
+                        f"{dataset.image_dir}/ (first: {missing[0]!r})")
+
+
+def check_labels(dataset: CocoDetection, num_classes: int) -> None:
+    """The categories the split's boxes use are classes of the model (torchvision indexes them directly)."""
+    used = {a["category_id"] for i in dataset.ids for a in dataset.coco.imgToAnns[i]}
+    outside = sorted(c for c in used if not 0 <= c < num_classes)
+    if outside:
+        raise DataError(f"{dataset.annotation_file}: category ids {outside[:5]} are outside the model's "
+                        f"{num_classes} classes (model.num_classes: ids must be 0..{num_classes - 1})")
 
 
 def _has_valid_annotation(anns: Sequence[dict[str, Any]]) -> bool:

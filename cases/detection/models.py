@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import math
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,16 @@ from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
 from suite.config import ModelSettings
-from suite.errors import ConfigError, WeightsError, did_you_mean
+from suite.errors import ConfigError, WeightsError, did_you_mean, one_line
 
 ALL_RESNET_LAYERS = 5
 # Constructor arguments set by the suite itself, or that take modules (not expressible in YAML).
 RESERVED_ARGUMENTS = {"self", "backbone", "num_classes", "min_size", "max_size", "kwargs"}
+MAX_ARGUMENT_INT = 2**31 - 1
+# The arguments whose default is None: (length, number kind, exclusive minimum) of the list they take.
+LIST_ARGUMENTS: dict[str, tuple[int, type, float]] = {
+    "image_mean": (3, float, -math.inf), "image_std": (3, float, 0), "fixed_size": (2, int, 0),
+    "bbox_reg_weights": (4, float, 0)}
 MODULE_SUFFIXES = ("_generator", "_head", "_pool", "_predictor", "_matcher", "head")
 
 
@@ -31,13 +38,74 @@ def detector_arguments(detector_class: type[nn.Module]) -> list[str]:
     return sorted({n for n in names if n not in RESERVED_ARGUMENTS and not n.endswith(MODULE_SUFFIXES)})
 
 
+def _argument_defaults(detector_class: type[nn.Module]) -> dict[str, Any]:
+    defaults: dict[str, Any] = {}
+    for function in (GeneralizedRCNNTransform.__init__, detector_class.__init__):
+        for name, parameter in inspect.signature(function).parameters.items():
+            if parameter.default is not inspect.Parameter.empty:
+                defaults[name] = parameter.default
+    return defaults
+
+
+def _value_problem(name: str, value: Any, default: Any) -> str | None:
+    """What is wrong with a value for an argument whose default shows its kind (count, threshold, switch)."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(default, int):  # counts: proposals, detections, samples per image, size divisors
+        ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ARGUMENT_INT
+        return None if ok else f"must be an integer from 1 to {MAX_ARGUMENT_INT}"
+    if isinstance(default, float):  # thresholds and fractions
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        if ok and ("thresh" in name or "fraction" in name) and value > 1:
+            ok = False
+        return None if ok else "must be a finite number >= 0" + (" and <= 1" if "thresh" in name or "fraction"
+                                                                  in name else "")
+    shape = LIST_ARGUMENTS.get(name)
+    if shape is not None and value is not None:
+        length, kind, minimum = shape
+        ok = isinstance(value, list) and len(value) == length and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > minimum
+            and (kind is float or isinstance(v, int)) for v in value)
+        if not ok:
+            return f"must be null or a list of {length} {'numbers' if kind is float else 'integers'} > {minimum}"
+    return None
+
+
 def check_detector_kwargs(detector_class: type[nn.Module], kwargs: Mapping[str, Any]) -> None:
     # torchvision forwards unknown keywords to its transform, which swallows them: a typo would do nothing.
     valid = detector_arguments(detector_class)
-    for key in kwargs:
+    defaults = _argument_defaults(detector_class)
+    for key, value in kwargs.items():
         if key not in valid:
             raise ConfigError(f"{detector_class.__name__} has no argument {key!r}{did_you_mean(key, valid)}; "
                               f"valid: {', '.join(valid)}", key=f"model.detector_kwargs.{key}")
+        # A value of the right type but out of range builds the model and fails at its first step (a negative
+        # proposal count, say): refuse it now, with torchvision's default as the example.
+        problem = _value_problem(key, value, defaults.get(key))
+        if problem is not None:
+            raise ConfigError(f"{problem} (torchvision's default: {defaults.get(key)!r}), got {value!r:.60}",
+                              key=f"model.detector_kwargs.{key}")
+
+
+def check_resnet50_weights(path: Path) -> None:
+    """The file is a torch checkpoint holding a ResNet-50 state dict (names and shapes), checked without building
+    a model in memory: raises WeightsError before any run exists."""
+    try:
+        with warnings.catch_warnings():  # torch warns about odd pickles before it refuses them: the error says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle, zip and torch errors all mean "not a checkpoint"
+        raise WeightsError(f"model.backbone_weights: {path} is not a torch checkpoint: {one_line(e)}") from e
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"model.backbone_weights: {path} holds a {type(state).__name__}, not a state dict of "
+                           f"tensors")
+    with torch.device("meta"):
+        body = resnet50(weights=None)
+    try:
+        body.load_state_dict(state, assign=True)
+    except RuntimeError as e:
+        raise WeightsError(f"model.backbone_weights: {path} is not a ResNet-50 state dict: "
+                           f"{' '.join(str(e).split())[:300]}") from e
 
 
 def resnet50_fpn(settings: ModelSettings, *, returned_layers: list[int] | None = None,

@@ -46,6 +46,14 @@ class VendorAdapter(ABC):
     @abstractmethod
     def manual_seed(self, seed: int) -> None: ...
 
+    def precision_env(self, precision: str) -> dict[str, str]:
+        """Environment variables a precision implies on this stack (read when its runtime initialises).
+
+        The runner puts them in place, with `accelerator.env`, before the first device call and for the run's
+        duration only; they are recorded with the run (`env.var.*`, `math.*`).
+        """
+        return {}
+
     @abstractmethod
     def set_math_flags(self, precision: str) -> dict[str, str]:
         """Apply the math switches a precision implies and return the flags actually in effect."""

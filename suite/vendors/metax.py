@@ -1,4 +1,9 @@
-"""MetaX C500 (MACA): a CUDA-compatible PyTorch build, with TF32 switched by the METAX_USE_TF32 env var."""
+"""MetaX C500 (MACA): a CUDA-compatible PyTorch build, with TF32 switched by the METAX_USE_TF32 env var.
+
+MACA reads the switch when its runtime initialises, so it is not set here: `precision_env` names it, and the runner
+puts it in place before the first device call (suite.runner.run_environment). `set_math_flags` only checks that it
+is in effect and reports it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from suite.precision import REFERENCE_PRECISIONS
+from suite.errors import RunError
+from suite.precision import REFERENCE_PRECISIONS, profile
 from suite.vendors.cuda import CudaAdapter
 
 TF32_ENV = "METAX_USE_TF32"
@@ -19,11 +25,17 @@ class MetaxAdapter(CudaAdapter):
     supported_precisions: ClassVar[tuple[str, ...]] = REFERENCE_PRECISIONS
     fused_optimizer: ClassVar[bool] = False
 
+    def precision_env(self, precision: str) -> dict[str, str]:
+        return {TF32_ENV: "1" if profile(precision).tf32 else "0"}
+
     def set_math_flags(self, precision: str) -> dict[str, str]:
-        # MACA reads the switch from the environment, so the variable must agree with the precision label.
-        os.environ[TF32_ENV] = "1" if precision == "tf32" else "0"
+        wanted = self.precision_env(precision)[TF32_ENV]
+        in_effect = os.environ.get(TF32_ENV)
+        if in_effect != wanted:  # the runtime would run other math than the label says
+            raise RunError(f"{TF32_ENV} is {in_effect!r} in this process, but precision {precision} needs "
+                           f"{wanted!r} before the device runtime starts")
         flags = super().set_math_flags(precision)
-        flags[TF32_ENV] = os.environ[TF32_ENV]
+        flags[TF32_ENV] = in_effect
         return flags
 
     def runtime_versions(self) -> dict[str, str]:
