@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment in .venv and install the suite with its test tools.
-# torch/torchvision are pinned to releases this project's machines have on disk, so a fresh venv resolves offline-fast.
+# constraints.txt pins torch/torchvision to the releases this project tests with (they lie on its machines' disk, so
+# a fresh venv resolves fast); the package itself only states ranges (see the README's vendor sections).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -8,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-if ! .venv/bin/python -m pip install --disable-pip-version-check -e '.[test]' > .venv/pip-install.log 2>&1; then
+if ! .venv/bin/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[test]' > .venv/pip-install.log 2>&1; then
   cat .venv/pip-install.log >&2
   echo "setup: pip install failed (log above)" >&2
   exit 1

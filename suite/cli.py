@@ -10,6 +10,7 @@
     accelbench check RUN_ID --against BASELINE          regression gate; exit 1 on a regression
     accelbench check-log FILE                           MLPerf-style rules on an events.jsonl; exit 1 if violated
     accelbench sync [DIR ...]                           upload runs recorded while the tracking server was away
+    accelbench doctor --vendor V [--case C --topology NxM] [--data-root DIR] [--json]   is this machine ready?
     accelbench ui [--port P]                            the MLflow UI on 127.0.0.1 for the store the runs went to
 
 Bad input prints one `accelbench: error: ...` line and exits 2 before any run is created; a failure during a run
@@ -536,6 +537,34 @@ def sync_command(folders: tuple[Path, ...], force: bool) -> None:
     if problems:
         code = max(getattr(e, "exit_code", RunError.exit_code) for e in problems)
         raise click.exceptions.Exit(code)
+
+
+@cli.command("doctor")
+@vendor_option
+@_case_option(default=SMOKE_CASES[0])
+@topology_option
+@click.option("--data-root", default="", help="COCO2017-layout dataset root to validate as a run would.")
+@click.option("--precision", default="", type=click.Choice(["", *PRECISIONS]),
+              help="Check this precision (default: the vendor's).")
+@set_option
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor_command(vendor: str, case: str, topology: str, data_root: str, precision: str,
+                   overrides: tuple[str, ...], as_json: bool) -> None:
+    """Check in seconds that this machine can run the vendor's benchmarks; exit 1 if any check fails.
+
+    Python and torch builds, the vendor's stack and devices, the precision's math, the distributed backend, one
+    training step of the case's model, memory statistics, telemetry, data, weights, tracking store, spool and MFU
+    peak. Creates no MLflow run.
+    """
+    import json
+
+    from suite.doctor import diagnose
+
+    settings = [*([f"train.precision={precision}"] if precision else []), *overrides]
+    report = diagnose(resolve(case, vendor, topology, settings), Path(data_root) if data_root else None)
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.text())
+    if report.failed:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command("ui")

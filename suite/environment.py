@@ -19,8 +19,10 @@ from suite.vendors.base import GIB, VendorAdapter
 
 PACKAGES = ("torch", "torchvision", "pycocotools", "mlflow", "numpy", "pydantic")
 # Variables that change math or communication; values of anything else are never read.
-ENV_ALLOW_PREFIXES = ("NCCL_", "BKCL_", "XACC_", "XDNN_", "XMLIR_", "METAX_", "MACA_")
-ENV_ALLOW_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "XPU_VISIBLE_DEVICES",
+# NVIDIA (NCCL_), MetaX (MCCL_ communication, MACA_ runtime, METAX_ math) and Kunlunxin (BKCL_ communication,
+# XPU_ devices, XDNN_/XMLIR_/XACC_ math and compiler).
+ENV_ALLOW_PREFIXES = ("NCCL_", "MCCL_", "MACA_", "METAX_", "BKCL_", "XPU_", "XACC_", "XDNN_", "XMLIR_")
+ENV_ALLOW_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "GLOO_SOCKET_IFNAME",
                    "NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "CUBLAS_WORKSPACE_CONFIG",
                    "CUDA_LAUNCH_BLOCKING", "NVIDIA_PYTORCH_VERSION", "PYTORCH_CUDA_ALLOC_CONF")
 SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL", "AUTH")

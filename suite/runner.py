@@ -253,7 +253,7 @@ def _final_metrics(trainer: Trainer | None, clock: PhaseClock | None, adapter: V
         summaries = [s for s in collectives.gather_objects(telemetry.summary() if telemetry else {}) if s]
         if summaries:
             for key, combine in ((names.MEM_SMI, max), (names.DEVICE_POWER_MEAN_W, sum),
-                                 (names.DEVICE_ENERGY_J, sum)):
+                                 (names.DEVICE_ENERGY_J, sum), (names.DEVICE_TEMPERATURE_MAX_C, max)):
                 values = [s[key] for s in summaries if key in s]
                 if values:
                     metrics[key] = combine(values)

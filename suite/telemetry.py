@@ -1,20 +1,26 @@
-"""Device telemetry sampled during training: memory used, utilisation, power (and the energy counter).
+"""Device telemetry sampled during training: memory used, utilisation, power, temperature (and the energy counter).
 
-A `DeviceProbe` reads one device; the vendor adapter supplies it (NVML for NVIDIA). `Sampler` polls a probe on a
-background thread while the training phase runs, so the peak device memory the driver saw (`mem_smi`, what the
-published pages read off their smi tools) sits next to the allocator's peak (`mem`). Readings a device does not
-expose stay missing, never zero.
+A `DeviceProbe` reads one device; the vendor adapter supplies it: NVML for NVIDIA, MetaX's `pymxsml` binding or
+its `mx-smi` tool, Kunlunxin's `xpu-smi -m` or `xpu_smi` (the text readers are in suite.smi). `Sampler` polls a
+probe on a background thread while the training phase runs, so the peak device memory the driver saw (`mem_smi`,
+what the published pages read off their smi tools) sits next to the allocator's peak (`mem`). Readings a device
+does not expose stay missing, never zero; energy comes only from a device counter, never integrated from power.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from suite import names
+from suite.smi import MIB, ToolReport, UnparseableOutput
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +34,8 @@ class DeviceReading:
     utilization_pct: float | None = None
     power_w: float | None = None
     energy_j: float | None = None     # the device's cumulative energy counter, where it has one
+    memory_total_gib: float | None = None
+    temperature_c: float | None = None
 
 
 class DeviceProbe(Protocol):
@@ -77,12 +85,15 @@ class NvmlProbe:
         rates = self._try("nvmlDeviceGetUtilizationRates", self._handle)
         power_mw = self._try("nvmlDeviceGetPowerUsage", self._handle)
         energy_mj = self._try("nvmlDeviceGetTotalEnergyConsumption", self._handle)
+        temperature = self._try("nvmlDeviceGetTemperature", self._handle, 0)  # NVML_TEMPERATURE_GPU
         return DeviceReading(
             time=time.time(),
             memory_used_gib=memory.used / GIB if memory is not None else None,
             utilization_pct=float(rates.gpu) if rates is not None else None,
             power_w=power_mw / 1000 if power_mw is not None else None,
             energy_j=energy_mj / 1000 if energy_mj is not None else None,
+            memory_total_gib=memory.total / GIB if memory is not None else None,
+            temperature_c=float(temperature) if temperature is not None else None,
         )
 
     def facts(self) -> dict[str, str]:
@@ -114,6 +125,155 @@ class NvmlProbe:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def physical_index(local_index: int, visible_devices_var: str | None) -> int:
+    """The index a vendor tool lists a process's device under: the visible-devices variable maps process-local
+    indexes to physical ones (`CUDA_VISIBLE_DEVICES=4,5` makes local device 1 physical device 5)."""
+    visible = os.environ.get(visible_devices_var or "", "")
+    entries = [entry.strip() for entry in visible.split(",") if entry.strip()]
+    if local_index < len(entries) and entries[local_index].isdigit():
+        return int(entries[local_index])
+    return local_index
+
+
+@dataclass(frozen=True)
+class ToolCommand:
+    """One way to ask a vendor tool: what to run, which reader parses it, and its name in the environment record."""
+
+    name: str
+    argv: Sequence[str] | str  # a string runs through the shell (a published pipeline)
+    reader: Callable[[str], ToolReport]
+    executable: str  # must be on PATH for the command to be tried
+
+    def run(self, timeout_s: float = 10.0) -> str:
+        shell = isinstance(self.argv, str)
+        result = subprocess.run(self.argv, shell=shell, capture_output=True, text=True, timeout=timeout_s,
+                                errors="replace")
+        if result.returncode != 0:
+            raise UnparseableOutput(f"{self.name} exited with code {result.returncode}: "
+                                    f"{(result.stderr.strip().splitlines() or [''])[-1][:200]}")
+        return result.stdout
+
+
+class ToolProbe:
+    """One device through a vendor's command-line tool, run at every reading (a few ms; readings are 1 s apart).
+
+    Output that stops parsing mid-run is one warning, then no more readings from it: telemetry never stops a run.
+    """
+
+    def __init__(self, command: ToolCommand, index: int, first: ToolReport) -> None:
+        self.command = command
+        self.index = index
+        self.report = first  # the output read when the probe was opened (every device the tool lists)
+        self._facts = dict(first.facts)
+        self._broken = False
+
+    @classmethod
+    def open(cls, commands: Sequence[ToolCommand], index: int) -> ToolProbe | None:
+        """The first command on PATH whose output parses and lists device `index`; None (with one warning where a
+        tool is there but unreadable) otherwise."""
+        problems = []
+        for command in commands:
+            if shutil.which(command.executable) is None:
+                continue
+            try:
+                report = command.reader(command.run())
+                report.device(index)
+            except (UnparseableOutput, OSError, subprocess.SubprocessError) as error:
+                problems.append(f"{command.name}: {error}")
+                continue
+            return cls(command, index, report)
+        if problems:
+            logger.warning("device tool output could not be read (%s): no device telemetry", "; ".join(problems))
+        else:
+            logger.debug("no device tool (%s) on PATH: no device telemetry",
+                        ", ".join(dict.fromkeys(c.executable for c in commands)))
+        return None
+
+    def read(self) -> DeviceReading:
+        now = time.time()
+        if self._broken:
+            return DeviceReading(time=now)
+        try:
+            device = self.command.reader(self.command.run()).device(self.index)
+        except (UnparseableOutput, OSError, subprocess.SubprocessError) as error:
+            self._broken = True
+            logger.warning("%s stopped giving readable output (%s): no more device telemetry", self.command.name,
+                           error)
+            return DeviceReading(time=now)
+        return DeviceReading(
+            time=now,
+            memory_used_gib=device.memory_used_mib * MIB / GIB if device.memory_used_mib is not None else None,
+            memory_total_gib=device.memory_total_mib * MIB / GIB if device.memory_total_mib is not None else None,
+            utilization_pct=device.utilization_pct, power_w=device.power_w, temperature_c=device.temperature_c)
+
+    def facts(self) -> dict[str, str]:
+        """The tool's name and what its banner states (its version, the driver's, MACA's or XPU-RT's)."""
+        facts = {"telemetry_source": self.command.name}
+        for key, value in self._facts.items():
+            facts["telemetry_tool_version" if key == "tool_version" else key] = value
+        return facts
+
+    def close(self) -> None:
+        return None
+
+
+class PymxsmlProbe:
+    """One MetaX GPU through `pymxsml`, MetaX's NVML-shaped Python binding (the surface vLLM-metax and gpustack use:
+    mxSmlInit, mxSmlGetMemoryInfo with vramUse/vramTotal in KiB, mxSmlGetDeviceIpUsage, mxSmlGetTemperatureInfo in
+    hundredths of a degree, mxSmlGetBoardPowerInfo in mW). MetaX publishes no energy counter through it."""
+
+    def __init__(self, module: Any, index: int) -> None:
+        self._mxsml = module
+        self.index = index
+
+    @classmethod
+    def open(cls, index: int) -> PymxsmlProbe | None:
+        try:
+            import pymxsml
+
+            pymxsml.mxSmlInit()
+            pymxsml.mxSmlGetMemoryInfo(index)
+        except Exception as error:  # noqa: BLE001 - ImportError, MXSMLError, a binding without the function
+            logger.debug("pymxsml unavailable (%s)", error)
+            return None
+        return cls(pymxsml, index)
+
+    def _try(self, function: str, *args: Any) -> Any:
+        try:
+            return getattr(self._mxsml, function)(*args)
+        except Exception:  # noqa: BLE001 - an MXSMLError or a missing function: that reading is absent
+            return None
+
+    def read(self) -> DeviceReading:
+        memory = self._try("mxSmlGetMemoryInfo", self.index)
+        usage = self._try("mxSmlGetDeviceIpUsage", self.index, getattr(self._mxsml, "MXSML_USAGE_XCORE", 0))
+        temperature = self._try("mxSmlGetTemperatureInfo", self.index,
+                                getattr(self._mxsml, "MXSML_TEMPERATURE_HOTSPOT", 0))
+        power = self._try("mxSmlGetBoardPowerInfo", self.index)
+        power_w = sum((item.power or 0) for item in power) / 1000 if power else None
+        return DeviceReading(
+            time=time.time(),
+            memory_used_gib=memory.vramUse * 1024 / GIB if memory is not None else None,
+            memory_total_gib=memory.vramTotal * 1024 / GIB if memory is not None else None,
+            utilization_pct=float(usage) if usage is not None else None,
+            temperature_c=temperature / 100 if temperature is not None else None,
+            power_w=power_w)
+
+    def facts(self) -> dict[str, str]:
+        facts = {"telemetry_source": "pymxsml"}
+        if (maca := self._try("mxSmlGetMacaVersion")) is not None:
+            facts["maca"] = _text(maca)
+        driver_unit = getattr(self._mxsml, "MXSML_VERSION_DRIVER", None)
+        if driver_unit is not None and (driver := self._try("mxSmlGetDeviceVersion", self.index, driver_unit)):
+            facts["driver"] = _text(driver)
+        if (info := self._try("mxSmlGetDeviceInfo", self.index)) is not None and getattr(info, "deviceName", None):
+            facts["accelerator_tool_name"] = _text(info.deviceName)
+        return facts
+
+    def close(self) -> None:
+        return None
 
 
 @dataclass
@@ -172,6 +332,9 @@ class Sampler:
         power = [r.power_w for r in self.readings if r.power_w is not None]
         if power:
             result[names.DEVICE_POWER_MEAN_W] = sum(power) / len(power)
+        temperature = [r.temperature_c for r in self.readings if r.temperature_c is not None]
+        if temperature:
+            result[names.DEVICE_TEMPERATURE_MAX_C] = max(temperature)
         energy = [r.energy_j for r in self.readings if r.energy_j is not None]
         if len(energy) >= 2:
             result[names.DEVICE_ENERGY_J] = energy[-1] - energy[0]
@@ -185,7 +348,9 @@ class Sampler:
         for index, reading in enumerate(sorted(self.readings, key=lambda r: r.time)):
             values = {name: value for name, value in ((names.DEVICE_MEMORY_USED_GIB, reading.memory_used_gib),
                                                       (names.DEVICE_UTILIZATION_PCT, reading.utilization_pct),
-                                                      (names.DEVICE_POWER_W, reading.power_w)) if value is not None}
+                                                      (names.DEVICE_POWER_W, reading.power_w),
+                                                      (names.DEVICE_TEMPERATURE_C, reading.temperature_c))
+                      if value is not None}
             if values:
                 rows.append((index, reading.time, values))
         return rows

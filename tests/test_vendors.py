@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+import mlflow
 import pytest
 import torch
 
@@ -17,7 +17,7 @@ from suite.vendors.cpu import CpuAdapter
 from suite.vendors.cuda import CudaAdapter
 from suite.vendors.kunlunxin import KunlunxinAdapter
 from suite.vendors.metax import TF32_ENV, MetaxAdapter
-from tests.conftest import TINY, search_runs
+from tests.conftest import search_runs
 
 
 class FakeCudaModule:
@@ -150,6 +150,18 @@ def test_metax_env_that_contradicts_the_precision_is_bad_input(cli, tracking_uri
     assert result.stderr.count("\n") == 1 and search_runs(tracking_uri) == []
 
 
+def test_cuda_precision_env_keeps_nvidia_overrides_in_line_with_the_label(monkeypatch: pytest.MonkeyPatch,
+                                                                         restore_tf32: None) -> None:
+    adapter = CudaAdapter(device_module=FakeCudaModule())
+    assert adapter.precision_env("fp32") == {"NVIDIA_TF32_OVERRIDE": "0", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "0"}
+    assert adapter.precision_env("amp_bf16")["NVIDIA_TF32_OVERRIDE"] == "0"
+    assert adapter.precision_env("tf32") == {"NVIDIA_TF32_OVERRIDE": "1"}
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
+    monkeypatch.setenv("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "0")
+    flags = adapter.set_math_flags("fp32")  # the math tags say what the overrides were, too
+    assert flags["NVIDIA_TF32_OVERRIDE"] == "0" and flags["matmul_tf32"] == "false"
+
+
 def test_cuda_adapter_without_devices_fails_in_one_line() -> None:
     with pytest.raises(VendorUnavailableError, match="needs a CUDA device"):
         CudaAdapter(device_module=FakeCudaModule(count=0)).check_available()
@@ -162,77 +174,117 @@ def test_cpu_adapter_refuses_math_it_cannot_do() -> None:
         adapter.check_precision("tf32")
 
 
-FAKE_XMLIR = '''
-"""A stand-in for Kunlunxin's torch_xmlir: XPU devices backed by the CPU, recording calls."""
-import torch
-calls = []
-
-def device(name):
-    calls.append("device:" + name)
-    return torch.device("cpu")
-
-class _Xpu:
-    def device_count(self):
-        return 8
-    def synchronize(self, device=None):
-        calls.append("synchronize")
-    def manual_seed_all(self, seed):
-        calls.append("seed:%d" % seed)
-    def max_memory_allocated(self, device=None):
-        return 2 * 1024 ** 3
-    def get_device_properties(self, device=None):
-        class P:
-            name = "R300"
-            total_memory = 32 * 1024 ** 3
-        return P()
-
-xpu = _Xpu()
-'''
+STANDINS = Path(__file__).resolve().parent / "standins"
+SMI = Path(__file__).resolve().parent / "data" / "smi"
+TINY_RUN = ["train.mode=smoke", "train.max_steps=2", "data.workers=0", "hp.bs=2", "data.synthetic.train=4",
+            "data.synthetic.val=2", "model.min_size=64", "model.max_size=64"]
 
 
 @pytest.fixture
-def fake_xmlir_path(tmp_path: Path) -> Path:
-    package = tmp_path / "fake_site" / "torch_xmlir"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(textwrap.dedent(FAKE_XMLIR))
-    return package.parent
-
-
-def test_kunlunxin_adapter_with_fake_module(monkeypatch: pytest.MonkeyPatch, fake_xmlir_path: Path) -> None:
-    monkeypatch.syspath_prepend(str(fake_xmlir_path))
+def r300_xmlir(monkeypatch: pytest.MonkeyPatch) -> object:
+    """The R300-era torch_xmlir stand-in, imported fresh (its call log empty)."""
+    monkeypatch.syspath_prepend(str(STANDINS / "xmlir_r300"))
     monkeypatch.delitem(sys.modules, "torch_xmlir", raising=False)
-    adapter = KunlunxinAdapter()
-    adapter.check_available()
-    device = adapter.device(3)
-    adapter.manual_seed(1)
-    adapter.synchronize(device)
-    module = sys.modules["torch_xmlir"]
-    assert module.calls == ["device:xpu:3", "seed:1", "synchronize"]
-    assert adapter.memory_gib(device) == {"mem": 2.0, "mem_total": 32.0}
-    assert adapter.inventory()["accelerator_model"] == "R300"
-    assert adapter.visible_devices_var == "XPU_VISIBLE_DEVICES"
-    with pytest.raises(ConfigError):
-        adapter.check_precision("amp_bf16")
+    import torch_xmlir
+
+    yield torch_xmlir
+    sys.modules.pop("torch_xmlir", None)
 
 
-def test_kunlunxin_run_without_torch_xmlir_fails_up_front(cli, tracking_uri: str) -> None:
+def _tool_on_path(monkeypatch: pytest.MonkeyPatch, folder: Path, name: str, recorded: str) -> None:
+    """A stand-in for a vendor's device tool: an executable that prints recorded real output."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(f"#!{sys.executable}\nimport sys\nsys.stdout.write(open({str(SMI / recorded)!r}).read())\n")
+    path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_kunlunxin_r300_run_end_to_end_on_the_torch_xmlir_stand_in(r300_xmlir: object, tracking_uri: str,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    """The whole run through the real kunlunxin adapter, trainer and tracking on the R300-era API; telemetry from a
+    stand-in `xpu-smi` printing recorded output."""
+    import time
+
+    from suite import runner
+    from suite.config import resolve
+
+    _tool_on_path(monkeypatch, tmp_path / "bin", "xpu-smi", "xpu-smi_-m_P800_x2.txt")
+    resolved = resolve("retinanet", "kunlunxin_r300", "1x1", [*TINY_RUN, "hp.seed=7"])
+    outcome = runner.run(resolved, synthetic=True, started_at=time.time())
+    assert outcome.status == "FINISHED"
+    calls = r300_xmlir.calls
+    assert calls[0] == "device:xpu:0" and "manual_seed_all:7" in calls
+    # a synchronize at both edges of the measured region and of every timed window (2 steps, 1 evaluation)
+    steps, evaluations = int(outcome.metrics["steps"]), 1
+    assert calls.count("xpu_synchronize") == 2 + 2 * (steps + evaluations)
+    (run,) = search_runs(tracking_uri)
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    assert tags["math.kunlunxin_api"] == "torch_xmlir" and tags["env.kunlunxin_api"] == "torch_xmlir"
+    assert tags["env.var.XACC_ARGS"] == "-L O0" and params["accelerator.env.BKCL_PCIE_RING"] == "1"
+    assert tags["env.telemetry_source"] == "xpu-smi -m" and tags["env.accelerator_count"] == "2"
+    # no public R300 code reads allocator memory: the tool's figures stand in, the allocator's stays missing
+    assert "mem" not in metrics and metrics["mem_total"] == 96.0
+    assert metrics["mem_smi"] == pytest.approx(90440 / 1024) and metrics["device_temperature_max_c"] == 36
+
+
+def test_kunlunxin_without_xpu_synchronize_is_a_one_line_error(cli, tracking_uri: str) -> None:
+    result = cli("run", "--case", "faster_rcnn", "--vendor", "kunlunxin_r300", "--synthetic",
+                 env={"PYTHONPATH": str(STANDINS / "xmlir_without_sync")})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == ("accelbench: error: this torch_xmlir lacks torch_xmlir.xpu.xpu_synchronize, "
+                                     "which the kunlunxin adapter calls (the R200/R300-era API)")
+    assert search_runs(tracking_uri) == []
+
+
+def test_kunlunxin_without_any_stack_fails_up_front(cli, tracking_uri: str) -> None:
     result = cli("run", "--case", "faster_rcnn", "--vendor", "kunlunxin_r300", "--topology", "1x1", "--synthetic")
     assert result.returncode == 2
-    assert result.stderr.strip().startswith("accelbench: error: the kunlunxin adapter needs the 'torch_xmlir'")
+    assert result.stderr.strip().startswith("accelbench: error: the kunlunxin adapter needs Kunlunxin's PyTorch")
     assert len(result.stderr.strip().splitlines()) == 1
     assert search_runs(tracking_uri) == []
 
 
-def test_kunlunxin_run_end_to_end_on_fake_module(cli, tracking_uri: str, fake_xmlir_path: Path) -> None:
-    """The whole run path through the kunlunxin adapter, with XPU env vars applied and recorded."""
-    result = cli("run", "--case", "retinanet", "--vendor", "kunlunxin_r300", "--topology", "1x1", "--synthetic",
-                 "--mode", "smoke", *TINY, "--set", "hp.bs=2", "--set", "model.min_size=128",
-                 "--set", "model.max_size=128", env={"PYTHONPATH": str(fake_xmlir_path)})
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_kunlunxin_xpytorch_stack_goes_through_torch_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Newer stacks (XPyTorch, P800) register the XPU as CUDA: the same adapter uses torch.cuda there."""
+    monkeypatch.setitem(sys.modules, "torch_xmlir", None)  # not installed
+    fake = FakeCudaModule(count=8)
+    adapter = KunlunxinAdapter(cuda_module=fake)
+    adapter.check_available()
+    assert adapter.api == "torch.cuda" and adapter.device_count() == 8
+    device = adapter.device(3)
+    adapter.manual_seed(5)
+    adapter.synchronize(device)
+    assert device == torch.device("cuda", 3) and fake.calls == ["set_device:3", "seed:5", "synchronize"]
+    assert adapter.set_math_flags("fp32") == {"autocast": "off", "kunlunxin_api": "torch.cuda"}
+    assert adapter.memory_gib(device) == {"mem": 3.0, "mem_reserved": 4.0, "mem_total": 64.0}
+    with pytest.raises(ConfigError):
+        adapter.check_precision("amp_bf16")
+
+
+def test_metax_run_samples_the_device_tool_and_records_its_versions(
+        monkeypatch: pytest.MonkeyPatch, restore_tf32: None, tracking_uri: str, tmp_path: Path) -> None:
+    """A metax_c500 run samples `mx-smi` (a stand-in printing recorded 2.2.9 output) like NVML on NVIDIA."""
+    import time
+
+    from suite import runner
+    from suite.config import resolve
+
+    _tool_on_path(monkeypatch, tmp_path / "bin", "mx-smi", "mx-smi_2.2.9_C500_x8.txt")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # the process's device 0 is the tool's device 3
+    monkeypatch.setattr(torch, "__version__", "2.6.0+metax3.3.0.15")  # the MACA build's version string
+    resolved = resolve("retinanet", "metax_c500", "1x1", [*TINY_RUN, "train.precision=fp32",
+                                                          "tracking.telemetry_interval_s=0.1"])
+    outcome = runner.run(resolved, synthetic=True, started_at=time.time(),
+                         adapter=MetaxAdapterOnStandIn(device_module=MacaRuntimeStandIn()))
+    assert outcome.status == "FINISHED"
     (run,) = search_runs(tracking_uri)
-    assert run.info.status == "FINISHED"
-    assert run.data.tags["bench.vendor"] == "kunlunxin_r300"
-    assert run.data.tags["env.accelerator_model"] == "R300"
-    assert run.data.tags["env.var.XACC_ARGS"] == "-L O0"
-    assert run.data.params["accelerator.env.BKCL_PCIE_RING"] == "1"
-    assert run.data.metrics["mem"] == 2.0 and run.data.metrics["mem_total"] == 32.0
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["env.telemetry_source"] == "mx-smi" and tags["env.telemetry_tool_version"] == "2.2.9"
+    assert tags["env.maca"] == "3.3.0.15" and tags["env.driver"] == "3.4.4" and tags["env.torch_maca"] == "3.3.0.15"
+    assert metrics["mem_smi"] == pytest.approx(826 / 1024)
+    assert metrics["device_power_mean_w"] == 60 and metrics["device_temperature_max_c"] == 35
+    assert "energy_per_image" not in metrics  # mx-smi has no energy counter: missing, never made up
+    client = mlflow.MlflowClient(tracking_uri)
+    assert len(client.get_metric_history(run.info.run_id, "device_memory_used_gib")) >= 3

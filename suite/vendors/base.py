@@ -22,6 +22,7 @@ class VendorAdapter(ABC):
     visible_devices_var: ClassVar[str | None] = None
     supported_precisions: ClassVar[tuple[str, ...]] = REFERENCE_PRECISIONS
     fused_optimizer: ClassVar[bool] = False  # torch's fused optimizer kernels exist for this device type
+    counts_devices: ClassVar[bool] = True  # False: processes, not devices, bound a topology (the CPU)
 
     @abstractmethod
     def check_available(self) -> None:
@@ -90,9 +91,13 @@ class VendorAdapter(ABC):
     def inventory(self) -> dict[str, str]:
         """Accelerator model, count and memory per device for the environment record."""
 
-    def telemetry_probe(self, device: torch.device) -> Any | None:
-        """A `suite.telemetry.DeviceProbe` for `device`, or None where the vendor exposes no telemetry here."""
+    def device_probe(self, index: int) -> Any | None:
+        """A `suite.telemetry.DeviceProbe` for this process's device `index` (mapped to the physical device the
+        vendor's library or tool lists), or None where the vendor exposes no telemetry here."""
         return None
+
+    def telemetry_probe(self, device: torch.device) -> Any | None:
+        return self.device_probe(device.index or 0)
 
     @property
     def pin_memory(self) -> bool:

@@ -23,6 +23,7 @@ class CpuAdapter(VendorAdapter):
     # TF32 and fp16 autocast do not exist on CPU; claiming them would mislabel the math that ran.
     supported_precisions: ClassVar[tuple[str, ...]] = ("fp32", "amp_bf16", "amp_bf16_fast")
     fused_optimizer: ClassVar[bool] = True  # torch has CPU kernels for fused SGD/Adam/AdamW
+    counts_devices: ClassVar[bool] = False
 
     def check_available(self) -> None:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -50,18 +51,28 @@ class CudaAdapter(VendorAdapter):
         torch.manual_seed(seed)
         self.cuda.manual_seed_all(seed)
 
+    def precision_env(self, precision: str) -> dict[str, str]:
+        """The switches that override torch's own TF32 flags, set to agree with the label: NVIDIA_TF32_OVERRIDE=0
+        keeps every NVIDIA library off TF32 (any other value leaves the framework's choice), and
+        TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 (set in some containers) would turn cuBLAS TF32 on behind fp32."""
+        if profile(precision).tf32:
+            return {"NVIDIA_TF32_OVERRIDE": "1"}
+        return {"NVIDIA_TF32_OVERRIDE": "0", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "0"}
+
     def set_math_flags(self, precision: str) -> dict[str, str]:
         tf32 = profile(precision).tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
         # Detection models change input shapes every step; autotuning would re-run on each new shape.
         torch.backends.cudnn.benchmark = False
-        return {
+        flags = {
             "matmul_tf32": str(torch.backends.cuda.matmul.allow_tf32).lower(),
             "cudnn_tf32": str(torch.backends.cudnn.allow_tf32).lower(),
             "cudnn_benchmark": str(torch.backends.cudnn.benchmark).lower(),
             "autocast": profile(precision).autocast_label,
         }
+        flags.update({name: os.environ.get(name, "unset") for name in self.precision_env(precision)})
+        return flags
 
     def reset_peak_memory(self, device: torch.device) -> None:
         self.cuda.reset_peak_memory_stats(device)
@@ -84,7 +95,7 @@ class CudaAdapter(VendorAdapter):
             "accelerator_memory_gib": f"{props.total_memory / GIB:.1f}",
         }
         record.update(self.runtime_versions())
-        probe = self._probe(0)
+        probe = self.device_probe(0)
         if probe is not None:
             record.update(probe.facts())
             probe.close()
@@ -103,14 +114,12 @@ class CudaAdapter(VendorAdapter):
             versions["nccl"] = ".".join(str(part) for part in torch.cuda.nccl.version())
         return versions
 
-    def _probe(self, index: int) -> Any | None:
+    def device_probe(self, index: int) -> Any | None:
         from suite.telemetry import NvmlProbe
 
         uuid = getattr(self.cuda.get_device_properties(index), "uuid", None)
         return NvmlProbe.open(str(uuid) if uuid is not None else None, index)
 
-    def telemetry_probe(self, device: torch.device) -> Any | None:
-        return self._probe(device.index or 0)
 
     @property
     def pin_memory(self) -> bool:

@@ -1,17 +1,47 @@
-"""Kunlunxin R300 (XPU) through the `torch_xmlir` package, imported only when this adapter is used."""
+"""Kunlunxin XPUs through the PyTorch stack that is installed, detected at start.
+
+Two generations are public:
+    torch_xmlir  the R200/R300-era plugin (the published R300 page's stack): `torch_xmlir.device("xpu:N")`,
+                 `torch_xmlir.xpu.xpu_synchronize()`, `torch_xmlir.xpu.manual_seed_all(seed)`; no public code
+                 reads device memory through it, so memory comes from the device tool
+    torch.cuda   XPyTorch (P800 and later), which registers the XPU as a CUDA device
+The path taken is recorded as the `math.kunlunxin_api` tag. A function the stack lacks is a one-line error before
+any run exists, naming it. Telemetry comes from `xpu-smi -m`, else the `xpu_smi` table (read by header), else the
+fields FlagPerf's published R300 recipe reads off it (suite.smi).
+"""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from suite.errors import VendorUnavailableError
+from suite.smi import R300_PIPELINE, read_flagperf_r300_fields, read_table, read_xpu_smi_machine
+from suite.telemetry import ToolCommand, ToolProbe, physical_index
 from suite.vendors.base import GIB, VendorAdapter
 
 XMLIR_MODULE = "torch_xmlir"
+API_XMLIR = "torch_xmlir"
+API_CUDA = "torch.cuda"
+# What a run calls on the R300-era plugin (FlagPerf's Kunlunxin trainer adapters call exactly these).
+XMLIR_REQUIRED = ("device", "xpu.xpu_synchronize", "xpu.manual_seed_all")
+XPU_TOOLS = (
+    ToolCommand("xpu-smi -m", ["xpu-smi", "-m"], read_xpu_smi_machine, "xpu-smi"),
+    ToolCommand("xpu_smi", ["xpu_smi"], read_table, "xpu_smi"),
+    ToolCommand("xpu_smi (FlagPerf's R300 fields)", R300_PIPELINE, read_flagperf_r300_fields, "xpu_smi"),
+)
+
+
+def _has(module: Any, dotted: str) -> bool:
+    target = module
+    for part in dotted.split("."):
+        if not hasattr(target, part):
+            return False
+        target = getattr(target, part)
+    return callable(target)
 
 
 class KunlunxinAdapter(VendorAdapter):
@@ -20,64 +50,120 @@ class KunlunxinAdapter(VendorAdapter):
     # The published R300 runs are fp32 only; no autocast path for XPU is known to this suite.
     supported_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
 
-    def __init__(self) -> None:
+    def __init__(self, cuda_module: Any | None = None) -> None:
+        # Tests pass a stand-in for torch.cuda (the XPyTorch path); torch_xmlir is imported from sys.path.
+        self._cuda_module = cuda_module
         self._xmlir: ModuleType | None = None
+        self._api: str | None = None
 
     @property
-    def xmlir(self) -> ModuleType:
-        if self._xmlir is None:
+    def cuda(self) -> Any:
+        return self._cuda_module if self._cuda_module is not None else torch.cuda
+
+    @property
+    def api(self) -> str:
+        """Which Kunlunxin stack this process has: torch_xmlir (R200/R300) or XPyTorch's torch.cuda."""
+        if self._api is None:
             try:
                 self._xmlir = importlib.import_module(XMLIR_MODULE)
-            except ImportError as e:
-                raise VendorUnavailableError(
-                    f"the kunlunxin adapter needs the {XMLIR_MODULE!r} package (Kunlunxin's PyTorch device "
-                    f"plugin), which is not importable here: {e}") from e
+                self._api = API_XMLIR
+            except ImportError as error:
+                if self.cuda.is_available() and self.cuda.device_count() > 0:
+                    self._api = API_CUDA
+                else:
+                    raise VendorUnavailableError(
+                        f"the kunlunxin adapter needs Kunlunxin's PyTorch: the {XMLIR_MODULE!r} plugin (R200/R300) "
+                        f"is not importable ({error}), and torch.cuda finds no XPU (XPyTorch) either") from error
+        return self._api
+
+    @property
+    def xmlir(self) -> Any:
+        if self.api != API_XMLIR:
+            raise VendorUnavailableError("torch_xmlir is not the stack in use")
         return self._xmlir
 
     def check_available(self) -> None:
-        xpu = self.xmlir.xpu
-        if xpu.device_count() == 0:
-            raise VendorUnavailableError("torch_xmlir is installed but finds no XPU device on this machine")
+        if self.api == API_XMLIR:
+            missing = [f"{XMLIR_MODULE}.{name}" for name in XMLIR_REQUIRED if not _has(self._xmlir, name)]
+            if missing:
+                raise VendorUnavailableError(f"this {XMLIR_MODULE} lacks {', '.join(missing)}, which the kunlunxin "
+                                             f"adapter calls (the R200/R300-era API)")
+            count = self.device_count()
+            if count == 0:
+                raise VendorUnavailableError(f"{XMLIR_MODULE} is installed but no XPU is visible on this machine")
 
     def device_count(self) -> int | None:
-        return self.xmlir.xpu.device_count()
+        if self.api == API_CUDA:
+            return self.cuda.device_count()
+        if _has(self._xmlir, "xpu.device_count"):
+            return int(self._xmlir.xpu.device_count())
+        # The R300-era plugin has no public device count: the device tool's is the next best, else unknown.
+        probe = self.device_probe(0)
+        return len(probe.report.devices) if probe is not None else None
 
     def device(self, local_rank: int) -> torch.device:
+        if self.api == API_CUDA:
+            self.cuda.set_device(local_rank)
+            return torch.device("cuda", local_rank)
         return self.xmlir.device(f"xpu:{local_rank}")
 
     def synchronize(self, device: torch.device) -> None:
-        self.xmlir.xpu.synchronize(device)
+        if self.api == API_CUDA:
+            self.cuda.synchronize(device)
+        else:
+            self.xmlir.xpu.xpu_synchronize()
 
     def manual_seed(self, seed: int) -> None:
         torch.manual_seed(seed)
-        self.xmlir.xpu.manual_seed_all(seed)
+        (self.cuda if self.api == API_CUDA else self.xmlir.xpu).manual_seed_all(seed)
 
     def set_math_flags(self, precision: str) -> dict[str, str]:
         # What "fp32" means on XPU is decided by env vars (XDNN_CONV_GEMM_DTYPE, XACC_ARGS), recorded with the
         # run's accelerator.env; there are no torch switches to set.
-        return {"autocast": "off"}
+        return {"autocast": "off", "kunlunxin_api": self.api}
 
     def reset_peak_memory(self, device: torch.device) -> None:
-        reset = getattr(self.xmlir.xpu, "reset_peak_memory_stats", None)
-        if reset is not None:
-            reset(device)
+        module = self.cuda if self.api == API_CUDA else self.xmlir.xpu
+        if _has(module, "reset_peak_memory_stats"):
+            module.reset_peak_memory_stats(device)
 
     def memory_gib(self, device: torch.device) -> dict[str, float]:
-        xpu = self.xmlir.xpu
+        module = self.cuda if self.api == API_CUDA else self.xmlir.xpu
         memory: dict[str, float] = {}
-        if hasattr(xpu, "max_memory_allocated"):
-            memory["mem"] = xpu.max_memory_allocated(device) / GIB
-        if hasattr(xpu, "max_memory_reserved"):
-            memory["mem_reserved"] = xpu.max_memory_reserved(device) / GIB
-        if hasattr(xpu, "get_device_properties"):
-            memory["mem_total"] = xpu.get_device_properties(device).total_memory / GIB
+        if _has(module, "max_memory_allocated"):
+            memory["mem"] = module.max_memory_allocated(device) / GIB
+        if _has(module, "max_memory_reserved"):
+            memory["mem_reserved"] = module.max_memory_reserved(device) / GIB
+        if _has(module, "get_device_properties"):
+            memory["mem_total"] = module.get_device_properties(device).total_memory / GIB
+        elif (probe := self.device_probe(device.index or 0)) is not None:
+            total = probe.read().memory_total_gib  # the R300 page's "used/total" is the tool's total too
+            if total is not None:
+                memory["mem_total"] = total
         return memory
 
     def inventory(self) -> dict[str, str]:
-        xpu = self.xmlir.xpu
-        info = {"accelerator_count": str(xpu.device_count())}
-        if hasattr(xpu, "get_device_properties") and xpu.device_count():
-            props = xpu.get_device_properties(0)
+        info: dict[str, str] = {"kunlunxin_api": self.api}
+        count = self.device_count()
+        if count is not None:
+            info["accelerator_count"] = str(count)
+        module = self.cuda if self.api == API_CUDA else self.xmlir.xpu
+        if _has(module, "get_device_properties") and count:
+            props = module.get_device_properties(0)
             info["accelerator_model"] = str(getattr(props, "name", "Kunlunxin XPU"))
             info["accelerator_memory_gib"] = f"{props.total_memory / GIB:.1f}"
+        probe = self.device_probe(0)
+        if probe is not None:
+            info.update(probe.facts())
+            reading = probe.read()
+            if "accelerator_memory_gib" not in info and reading.memory_total_gib is not None:
+                info["accelerator_memory_gib"] = f"{reading.memory_total_gib:.1f}"
         return info
+
+    def device_probe(self, index: int) -> Any | None:
+        return ToolProbe.open(XPU_TOOLS, physical_index(index, self.visible_devices_var))
+
+
+    @property
+    def pin_memory(self) -> bool:
+        return self.api == API_CUDA

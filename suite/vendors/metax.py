@@ -2,7 +2,9 @@
 
 MACA reads the switch when its runtime initialises, so it is not set here: `precision_env` names it, and the runner
 puts it in place before the first device call (suite.runner.run_environment). `set_math_flags` only checks that it
-is in effect and reports it.
+is in effect and reports it. Telemetry and the driver/MACA versions come from MetaX's `pymxsml` binding where it
+imports, else from the `mx-smi` tool (its table read by header, suite.smi); the MACA build of torch names its MACA
+release in its version string (`2.6.0+metax3.3.0.x`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,18 @@ import torch
 
 from suite.errors import RunError
 from suite.precision import REFERENCE_PRECISIONS, profile
+from suite.smi import read_table
+from suite.telemetry import PymxsmlProbe, ToolCommand, ToolProbe, physical_index
 from suite.vendors.cuda import CudaAdapter
 
 TF32_ENV = "METAX_USE_TF32"
+MX_SMI = ToolCommand("mx-smi", ["mx-smi"], read_table, "mx-smi")
+
+
+def maca_of_torch(version: str) -> str | None:
+    """The MACA release a MetaX torch build names (`2.6.0+metax3.3.0.4` -> `3.3.0.4`), None for other builds."""
+    local = version.partition("+")[2]
+    return local.removeprefix("metax") if local.startswith("metax") else None
 
 
 class MetaxAdapter(CudaAdapter):
@@ -39,12 +50,10 @@ class MetaxAdapter(CudaAdapter):
         return flags
 
     def runtime_versions(self) -> dict[str, str]:
-        # NVIDIA's CUDA/cuDNN/NCCL numbers do not describe a MACA build, and what MACA reports through
-        # torch.version has not been seen on hardware here: record nothing rather than a guess.
-        return {}
+        # NVIDIA's CUDA/cuDNN/NCCL numbers do not describe a MACA build; the build's own version string does.
+        maca = maca_of_torch(torch.__version__)
+        return {"torch_maca": maca} if maca else {}
 
-    def telemetry_probe(self, device: torch.device) -> Any | None:
-        return None  # no NVML on MetaX; an mx-smi reader needs recorded output to be tested against first
-
-    def _probe(self, index: int) -> Any | None:
-        return None
+    def device_probe(self, index: int) -> Any | None:
+        physical = physical_index(index, self.visible_devices_var)
+        return PymxsmlProbe.open(physical) or ToolProbe.open([MX_SMI], physical)

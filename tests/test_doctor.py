@@ -1,0 +1,88 @@
+"""`accelbench doctor` through the real CLI: the CPU vendor ready, and the MetaX and Kunlunxin checks on this
+GPU-less machine with stand-ins for the vendors' own library and tools only."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from tests.conftest import run_cli, search_runs
+
+STANDINS = Path(__file__).resolve().parent / "standins"
+SMI = Path(__file__).resolve().parent / "data" / "smi"
+CHECKS = ["python", "torch", "torchvision", "stack", "devices", "precision", "backend", "compute", "memory",
+          "telemetry", "data", "weights", "tracking", "spool", "mfu"]
+
+
+def _statuses(stdout: str) -> dict[str, str]:
+    lines = stdout.splitlines()[1:-1]
+    return {line.split()[1]: line.split()[0] for line in lines}
+
+
+def _line(stdout: str, name: str) -> str:
+    return next(line for line in stdout.splitlines()[1:] if line.split()[1] == name)
+
+
+def _tool_bin(tmp_path: Path, name: str, recorded: str) -> dict[str, str]:
+    folder = tmp_path / "bin"
+    folder.mkdir(exist_ok=True)
+    tool = folder / name
+    tool.write_text(f"#!{sys.executable}\nimport sys\nsys.stdout.write(open({str(SMI / recorded)!r}).read())\n")
+    tool.chmod(0o755)
+    return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_doctor_on_the_cpu_vendor_is_ready_and_records_nothing(tmp_path: Path, tracking_uri: str) -> None:
+    root = tmp_path / "data"
+    assert run_cli("make-data", "--out", str(root), "--train", "4", "--val", "2").returncode == 0
+    result = run_cli("doctor", "--vendor", "cpu", "--case", "retinanet", "--data-root", str(root), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    document = json.loads(result.stdout)
+    checks = {c["name"]: c for c in document["checks"]}
+    assert document["ready"] is True and list(checks) == CHECKS
+    assert {c["status"] for c in checks.values()} <= {"ok", "warn"}, result.stdout
+    assert checks["compute"]["status"] == checks["backend"]["status"] == checks["data"]["status"] == "ok"
+    assert "one retinanet training step at 128 px on cpu" in checks["compute"]["detail"]
+    assert "annotations valid (train_images 4" in checks["data"]["detail"]
+    assert search_runs(tracking_uri) == []  # it creates no MLflow run
+
+
+def test_doctor_reports_what_is_wrong_and_exits_1(tmp_path: Path) -> None:
+    weights = tmp_path / "resnet50-0676ba61.pth"
+    weights.write_bytes(b"not the file")
+    result = run_cli("doctor", "--vendor", "cpu", "--data-root", str(tmp_path / "nowhere"),
+                     "--set", f"model.backbone_weights={weights}")
+    assert result.returncode == 1, result.stdout + result.stderr[-2000:]
+    statuses = _statuses(result.stdout)
+    assert statuses["data"] == "FAIL" and "does not exist" in _line(result.stdout, "data")
+    assert statuses["weights"] == "FAIL" and "but its name says 0676ba61" in _line(result.stdout, "weights")
+    assert list(statuses) == CHECKS and result.stdout.rstrip().endswith("not ready: fix the failed checks")
+
+
+def test_doctor_for_metax_without_a_device_still_reads_the_tool(tmp_path: Path) -> None:
+    env = _tool_bin(tmp_path, "mx-smi", "mx-smi_2.2.9_C500_x8.txt")
+    result = run_cli("doctor", "--vendor", "metax_c500", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr[-2000:]
+    statuses = _statuses(result.stdout)
+    assert statuses["stack"] == "FAIL" and "needs a CUDA device" in _line(result.stdout, "stack")
+    assert statuses["compute"] == statuses["backend"] == "SKIP"
+    telemetry = _line(result.stdout, "telemetry")
+    assert statuses["telemetry"] == "OK" and "mx-smi 2.2.9 (driver 3.4.4, maca 3.3.0.15)" in telemetry
+    assert "of 64.0 GiB, power 57.0 W, temperature 35.0 C" in telemetry and "energy counter none" in telemetry
+
+
+def test_doctor_for_kunlunxin_on_the_r300_stand_in(tmp_path: Path) -> None:
+    env = {**_tool_bin(tmp_path, "xpu-smi", "xpu-smi_-m_P800_x2.txt"),
+           "PYTHONPATH": str(STANDINS / "xmlir_r300")}
+    result = run_cli("doctor", "--vendor", "kunlunxin_r300", "--case", "faster_rcnn", env=env)
+    statuses = _statuses(result.stdout)
+    assert statuses["stack"] == "OK" and "API torch_xmlir" in _line(result.stdout, "stack")
+    assert statuses["devices"] == "OK" and "2 visible" in _line(result.stdout, "devices")
+    assert statuses["compute"] == "OK"  # the model stepped through the adapter on the stand-in
+    assert statuses["memory"] == "WARN" and "mem_smi" in _line(result.stdout, "memory")
+    assert statuses["telemetry"] == "OK" and "xpu-smi -m" in _line(result.stdout, "telemetry")
+    # the stand-in registers no xccl backend, as a real torch_xmlir would: the doctor says so
+    assert statuses["backend"] == "FAIL" and "XCCL" in _line(result.stdout, "backend").upper()
+    assert result.returncode == 1
