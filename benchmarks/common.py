@@ -53,7 +53,7 @@ def suite_run(resolved: Any) -> dict[str, float]:
     """One real `accelbench run` (tracking, timers, event log, spool) on synthetic data; its summary metrics."""
     import logging
 
-    from suite import runner
+    from suite.launch import runner
 
     logging.getLogger("suite").setLevel(logging.WARNING)
     outcome = runner.run(resolved, synthetic=True, started_at=time.time())
@@ -66,7 +66,7 @@ def machine() -> str:
     """The accelerator if there is one, else the CPU, with the core count."""
     import torch
 
-    from suite.environment import cpu_model
+    from suite.vendors.host import cpu_model
 
     cores = os.cpu_count() or 0
     if torch.cuda.is_available():

@@ -30,7 +30,7 @@ def bare_run(resolved: Any) -> float:
     from torch.utils.data import DataLoader
 
     from cases.detection.data import collate
-    from suite.runner import prepare
+    from suite.launch.runner import prepare
 
     config = resolved.config
     prepared = prepare(resolved, synthetic=True)

@@ -31,8 +31,8 @@ def fill(tracking_uri: str, count: int, seed: int = 0) -> None:
 
     from suite import names
     from suite.config import flatten, resolve
-    from suite.published import import_published, load_published
-    from suite.tracking import ensure_experiment
+    from suite.results.published import import_published, load_published
+    from suite.tracking.client import ensure_experiment
 
     client = mlflow.MlflowClient(tracking_uri)
     import_published(load_published(), tracking_uri=tracking_uri)

@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, create_model, field_validator
 
 from suite import registry
 from suite.errors import ConfigError, UnknownNameError, did_you_mean
+from suite.topology import parse_topology
 
 Precision = Literal["fp32", "tf32", "amp_bf16", "amp_fp16", "amp_bf16_fast"]  # = suite.precision.PRECISIONS
 Mode = Literal["convergence", "throughput", "smoke"]
 MAX_COUNT = 10**9  # steps, epochs, iterations: far beyond any real run, and within every library's integers
 MAX_IMAGE_SIDE = 10_000
-TOPOLOGY_PATTERN = re.compile(r"^([1-9][0-9]*)x([1-9][0-9]*)$")
 BUILTIN_SOURCE = "built-in default"
 SET_FLAG = "--set"
 
@@ -95,12 +95,12 @@ def read_text_file(path: Path, source: str) -> str:
         raise ConfigError(f"cannot read: {e.strerror}", source=source) from e
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     # Infinite or NaN values validate as floats but cannot work as a learning rate, timeout or peak.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class HyperParams(_Strict):
+class HyperParams(Strict):
     """Training hyperparameters; `fix_hp` is every key here that differs from the case defaults."""
 
     bs: int = Field(gt=0, le=4096, description="batch size per device")
@@ -119,20 +119,7 @@ class HyperParams(_Strict):
                       "loaders' workers 32)")
 
 
-class ModelSettings(_Strict):
-    # Each case names its backbones (a case from another package brings its own); the case checks the choice.
-    backbone: str = Field("resnet50", min_length=1, description="one of the case's backbones")
-    backbone_weights: str | None = Field(None, description="local file; null = random init (recorded as such)")
-    trainable_backbone_layers: int = Field(3, ge=0, le=5)
-    num_classes: int = Field(91, gt=1, le=100_000)
-    min_size: int = Field(800, gt=0, le=MAX_IMAGE_SIDE)
-    max_size: int = Field(1333, gt=0, le=MAX_IMAGE_SIDE)
-    detector_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="extra keyword arguments of the torchvision detector, e.g. "
-        "rpn_post_nms_top_n_train; checked against its signature")
-
-
-class SyntheticData(_Strict):
+class SyntheticData(Strict):
     train: int = Field(32, gt=0, le=1_000_000)
     val: int = Field(8, gt=0, le=1_000_000)
     width: int = Field(128, ge=32, le=MAX_IMAGE_SIDE)
@@ -140,7 +127,7 @@ class SyntheticData(_Strict):
     seed: int = Field(0, ge=0, lt=2**32)
 
 
-class DataSettings(_Strict):
+class DataSettings(Strict):
     root: str | None = None
     synthetic: SyntheticData = SyntheticData()
     workers: int = Field(2, ge=0, le=256, description="loader worker processes per rank")
@@ -150,7 +137,7 @@ class DataSettings(_Strict):
     val_limit: int | None = Field(None, gt=0, le=MAX_COUNT, description="evaluate on the first N val images only")
 
 
-class TrainSettings(_Strict):
+class TrainSettings(Strict):
     mode: Mode = "convergence"
     precision: Precision = "tf32"
     max_steps: int | None = Field(None, gt=0, le=MAX_COUNT, description="cap on optimizer steps (convergence/smoke)")
@@ -161,7 +148,7 @@ class TrainSettings(_Strict):
     stop_at_target: bool = True
 
 
-class AcceleratorSettings(_Strict):
+class AcceleratorSettings(Strict):
     adapter: str
     name: str
     dist_backend: str
@@ -188,7 +175,7 @@ class AcceleratorSettings(_Strict):
         return value
 
 
-class DistSettings(_Strict):
+class DistSettings(Strict):
     """Multi-process settings; torchrun gets them per node (the node rank is a command-line flag, not config)."""
 
     master_addr: str = "127.0.0.1"
@@ -198,26 +185,28 @@ class DistSettings(_Strict):
     monitor_interval_s: float = Field(1.0, gt=0, le=3600, description="how often torchrun checks its workers")
 
 
-class EvalSettings(_Strict):
+class EvalSettings(Strict):
     save_predictions: bool = Field(False, description="attach each evaluation's merged COCO results as JSON")
     backend: Literal["pycocotools", "faster_coco_eval"] = Field(
         "pycocotools", description="COCO evaluation code: pycocotools (reference) or faster_coco_eval (same "
         "stats, much faster; optional extra fast-eval)")
 
 
-class TrackingSettings(_Strict):
+class TrackingSettings(Strict):
     experiment: str = "accelbench"
     log_every: int = Field(10, gt=0, le=MAX_COUNT, description="steps between per-step metric records")
     telemetry_interval_s: float = Field(1.0, gt=0, le=3600,
                                         description="device telemetry sampling period (NVML, ...)")
 
 
-class BenchConfig(_Strict):
+class BenchConfig(Strict):
     case: str
     vendor: str
     topology: str
     hp: HyperParams
-    model: ModelSettings = ModelSettings()
+    # The case's own section: a case declares its schema (`model_settings`, a pydantic model), validated with the
+    # rest at resolve time; a case without one gets the section as a plain mapping.
+    model: dict[str, Any] = Field(default_factory=dict)
     data: DataSettings = DataSettings()
     train: TrainSettings = TrainSettings()
     accelerator: AcceleratorSettings
@@ -227,15 +216,15 @@ class BenchConfig(_Strict):
 
     @property
     def nnodes(self) -> int:
-        return parse_topology(self.topology)[0]
+        return parse_topology(self.topology).nodes
 
     @property
     def nproc_per_node(self) -> int:
-        return parse_topology(self.topology)[1]
+        return parse_topology(self.topology).per_node
 
     @property
     def world_size(self) -> int:
-        return self.nnodes * self.nproc_per_node
+        return parse_topology(self.topology).world_size
 
 
 @dataclass(frozen=True)
@@ -268,14 +257,6 @@ class ResolvedConfig:
         return yaml.safe_dump(self.config.model_dump(), sort_keys=False)
 
 
-def parse_topology(text: str) -> tuple[int, int]:
-    match = TOPOLOGY_PATTERN.match(text)
-    if not match:
-        raise ConfigError(f"topology must look like NxM (nodes x devices per node), e.g. 1x8; got {text!r}",
-                          key="topology")
-    return int(match.group(1)), int(match.group(2))
-
-
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Flatten nested dicts to dotted keys; lists and scalars are leaves."""
     flat: dict[str, Any] = {}
@@ -298,7 +279,9 @@ def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any
     return merged
 
 
-def read_yaml_layer(path: Path, source: str) -> Layer:
+def read_yaml_layer(path: Path, source: str, schema: type[BaseModel] | None = None) -> Layer:
+    """A config file as a layer, its keys checked against `schema` (default: BenchConfig, with the case's `model`
+    section unchecked)."""
     text = read_text_file(path, source)
     try:
         data = load_user_yaml(text)
@@ -308,11 +291,11 @@ def read_yaml_layer(path: Path, source: str) -> Layer:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"must be a mapping of keys, got {type(data).__name__}", source=source)
-    _check_keys(data, BenchConfig, "", source)
+    _check_keys(data, schema or BenchConfig, "", source)
     return Layer(source, data)
 
 
-def parse_set_flags(assignments: Sequence[str]) -> Layer:
+def parse_set_flags(assignments: Sequence[str], schema: type[BaseModel] | None = None) -> Layer:
     """Turn `--set a.b=value` flags into one layer (values parsed as YAML, so `0.1` is a float, `null` is None)."""
     data: dict[str, Any] = {}
     for assignment in assignments:
@@ -332,7 +315,7 @@ def parse_set_flags(assignments: Sequence[str]) -> Layer:
             if not isinstance(node, dict):
                 raise ConfigError("conflicts with another --set flag", source=SET_FLAG, key=key)
         node[parts[-1]] = value
-    _check_keys(data, BenchConfig, "", SET_FLAG)
+    _check_keys(data, schema or BenchConfig, "", SET_FLAG)
     return Layer(SET_FLAG, data)
 
 
@@ -397,14 +380,30 @@ def case_defaults(case: str) -> dict[str, Any]:
     return read_yaml_layer(path, registry.config_source(path)).data
 
 
+@functools.cache
+def config_class(case_schema: type[BaseModel] | None) -> type[BenchConfig]:
+    """BenchConfig with the case's own schema for its `model:` section (the case's `model_settings`)."""
+    if case_schema is None:
+        return BenchConfig
+    return create_model(f"BenchConfig_{case_schema.__name__}", __base__=BenchConfig,
+                        model=(case_schema, Field(default_factory=case_schema)))
+
+
+def case_config_class(case: str) -> type[BenchConfig]:
+    """The config schema of runs of `case` (importing the case, which imports its framework)."""
+    return config_class(getattr(registry.case_class(case), "model_settings", None))
+
+
 def resolve(case: str, vendor: str, topology: str, overrides: Sequence[str] = (),
             config_files: Sequence[Path] = ()) -> ResolvedConfig:
     """Resolve the config of one vendor-case-topology run, validating every layer.
 
     `config_files` are extra YAML layers (`--config FILE`) applied after the topology file and before `--set`.
+    The case's `model:` section is checked against the case's own schema.
     """
     parse_topology(topology)
     defaults_path = registry.case_defaults_file(case)
+    schema = case_config_class(case)
     vendor_file = registry.vendor_dir(vendor) / registry.VENDOR_FILE
     topology_path = registry.topology_file(vendor, case, topology)
     if topology_path is None:
@@ -413,28 +412,29 @@ def resolve(case: str, vendor: str, topology: str, overrides: Sequence[str] = ()
 
     layers = [
         Layer("--case/--vendor/--topology", {"case": case, "vendor": vendor, "topology": topology}),
-        read_yaml_layer(defaults_path, registry.config_source(defaults_path)),
-        read_yaml_layer(vendor_file, registry.config_source(vendor_file)),
-        read_yaml_layer(topology_path, registry.config_source(topology_path)),
-        *(read_yaml_layer(Path(path), str(path)) for path in config_files),
-        parse_set_flags(overrides),
+        read_yaml_layer(defaults_path, registry.config_source(defaults_path), schema),
+        read_yaml_layer(vendor_file, registry.config_source(vendor_file), schema),
+        read_yaml_layer(topology_path, registry.config_source(topology_path), schema),
+        *(read_yaml_layer(Path(path), str(path), schema) for path in config_files),
+        parse_set_flags(overrides, schema),
     ]
     for layer in layers[1:-1]:
         for identity in ("case", "vendor", "topology"):
             if identity in layer.data:
                 raise ConfigError("is chosen on the command line, not in config files", source=layer.source,
                                   key=identity)
-    return resolve_layers(layers, defaults=layers[1])
+    return resolve_layers(layers, defaults=layers[1], schema=schema)
 
 
-def resolve_layers(layers: Sequence[Layer], *, defaults: Layer) -> ResolvedConfig:
+def resolve_layers(layers: Sequence[Layer], *, defaults: Layer,
+                   schema: type[BenchConfig] = BenchConfig) -> ResolvedConfig:
     merged: dict[str, Any] = {}
     provenance: dict[str, str] = {}
     for layer in layers:
         merged = deep_merge(merged, layer.data)
         provenance.update(_leaf_sources(layer))
     try:
-        config = BenchConfig.model_validate(merged)
+        config = schema.model_validate(merged)
     except ValidationError as e:
         raise _format_validation_error(e, provenance) from e
 

@@ -1,4 +1,5 @@
-"""The suite's exception tree; the CLI turns each into one line and its exit code.
+"""The suite's exception tree. Each is a click exception carrying its exit code, so the CLI (and click's own
+CliRunner in tests) turns it into one line on stderr and that code, in one place: `show()`.
 
     BenchError                 exit 2: bad input, found before any run is created
     ├── ConfigError            a config file, --set flag or key is wrong (names file/flag and key)
@@ -15,17 +16,34 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import IO, Any
+
+import click
 
 
-class BenchError(Exception):
-    """Bad input detected before a run started."""
+class _OneLineError(click.ClickException):
+    """Shown as one `accelbench: <prefix><message>` line, a URI's password masked (suite.redaction)."""
 
-    exit_code = 2
+    prefix = ""
 
     def __str__(self) -> str:
         # One line whatever the user typed: a key or value with a line break in it is shown escaped.
-        text = super().__str__()
-        return text.replace("\r", "\\r").replace("\n", "\\n")
+        return self.message.replace("\r", "\\r").replace("\n", "\\n")
+
+    def format_message(self) -> str:
+        return str(self)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        from suite.redaction import redact_text
+
+        click.echo(f"accelbench: {self.prefix}{redact_text(str(self))}", err=True, file=file)
+
+
+class BenchError(_OneLineError):
+    """Bad input detected before a run started."""
+
+    exit_code = 2
+    prefix = "error: "
 
 
 class ConfigError(BenchError):
@@ -63,10 +81,11 @@ class PluginError(BenchError):
     pass
 
 
-class RunError(Exception):
+class RunError(_OneLineError):
     """A failure during a run; the run is recorded as FAILED with this message as `bench.failure`."""
 
     exit_code = 1
+    prefix = "run failed: "
 
 
 class NonFiniteLossError(RunError):

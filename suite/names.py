@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Units the metric names are in (`mem` and the other *_gib figures are GiB; vendor tools print MiB).
+GIB = 1024**3
+MIB = 1024**2
+
 # Metrics (the published tables' column names).
 E2E_TIME = "e2e_time"
 P_WHOLE = "p_whole"
@@ -27,7 +31,7 @@ DEVICE_POWER_W = "device_power_w"
 DEVICE_TEMPERATURE_C = "device_temperature_c"
 ENERGY_J = "energy_j"  # device energy over the measured region (all devices)
 ENERGY_PER_IMAGE = "energy_per_image"  # joules per trained image over the measured region
-MFU = "mfu"  # model FLOP utilisation from p_core (suite.flops)
+MFU = "mfu"  # model FLOP utilisation from p_core (suite.engine.flops)
 TIME_TO_TARGET = "time_to_target"  # seconds from the run's start to the evaluation that met every target (MLPerf)
 IMAGES = "images"
 STEPS = "steps"
@@ -77,11 +81,11 @@ TAG_ROUND = "bench.round"
 TAG_CONFIG_HASH = "bench.config_hash"
 TAG_STATUS = "bench.status"
 TAG_FAILURE = "bench.failure"
-TAG_SPOOLED = "bench.spooled"  # "true": recorded offline and uploaded later by `accelbench sync` (suite.spool)
+TAG_SPOOLED = "bench.spooled"  # "true": recorded offline and uploaded by `accelbench sync` (suite.tracking.spool)
 TAG_SPOOL_REASON = "bench.spool_reason"  # why tracking went offline
 TAG_WEIGHTS = "bench.backbone_init"
 TAG_CONVERGED = "bench.converged"
-TAG_COMPLIANCE = "bench.compliance"  # the event log's verdict (suite.compliance): "pass" or "fail: ..."
+TAG_COMPLIANCE = "bench.compliance"  # the event log's verdict (suite.engine.compliance): "pass" or "fail: ..."
 TAG_DATA = "bench.data"
 TAG_DATA_ROOT = "bench.data_root"
 TAG_DATA_FINGERPRINT = "bench.data_fingerprint"
@@ -98,14 +102,14 @@ ENV_TAG_PREFIX = "env."
 MATH_TAG_PREFIX = "math."
 SOURCE_MEASURED = "measured"
 SOURCE_PUBLISHED = "published"
-# Published rows (suite.published).
+# Published rows (suite.results.published).
 TAG_PRECISION_PUBLISHED = "bench.precision_published"
 TAG_PUBLISHED_KEY = "bench.published_key"
 TAG_PUBLISHED_FROM = "bench.published_from"
 TAG_PUBLISHED_CELLS = "bench.published_cells"
 TAG_PUBLISHED_NOTE = "bench.published_note"
 TAG_PUBLISHED_HASH = "bench.published_hash"
-# Comparison runs (suite.compare_report).
+# Comparison runs (suite.results.report).
 KIND_COMPARISON = "comparison"
 KIND_MATRIX = "matrix"
 TAG_BASELINE = "bench.baseline"
@@ -117,6 +121,7 @@ ARTIFACT_CONFIG = "config/resolved.yaml"
 ARTIFACT_PROVENANCE = "config/provenance.yaml"
 ARTIFACT_ENVIRONMENT = "environment.json"
 ARTIFACT_EVENTS = "events.jsonl"
+ARTIFACT_EVAL = "eval.json"
 
 # Event log keys (MLPerf mllog vocabulary).
 EV_INTERVAL_START = "INTERVAL_START"
@@ -130,10 +135,6 @@ KEY_EVAL = "eval"
 KEY_EVAL_ACCURACY = "eval_accuracy"
 KEY_TARGET_REACHED = "target_reached"
 KEY_MEASURE_START = "measure_start"
-KEY_SUBMISSION = "submission_benchmark"
-KEY_GLOBAL_BS = "global_batch_size"
-KEY_TRAIN_SAMPLES = "train_samples"
-KEY_RUN_STOP_STATUS = "status"
 KEY_MEM_PER_RANK = "mem_per_rank"
 
 

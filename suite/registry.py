@@ -22,12 +22,12 @@ import importlib
 import importlib.util
 import logging
 import os
-import re
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
 from suite.errors import ConfigError, PluginError, UnknownNameError, one_line
+from suite.topology import is_topology
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ VENDOR_CONFIGS_ENV = "ACCELBENCH_VENDOR_CONFIGS"
 BUILTIN_VENDOR_CONFIGS = "vendor_configs"
 BUILTIN_CASES_PACKAGE = "cases"
 DEFAULTS_FILE = "defaults.yaml"
-TOPOLOGY_NAME = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")  # NxM; suite.config parses it
 VENDOR_FILE = "vendor.yaml"
 
 
@@ -215,7 +214,7 @@ def vendor_dir(name: str) -> Path:
 def topology_file(vendor: str, case: str, topology: str) -> Path | None:
     vendor_dir(vendor)  # an unknown vendor is named as such, not as a missing topology
     _check_case_name(case)
-    if not TOPOLOGY_NAME.match(topology):
+    if not is_topology(topology):
         return None
     for root in vendor_config_roots():
         path = root / vendor / case / f"{topology}.yaml"

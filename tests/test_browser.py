@@ -20,10 +20,7 @@ import mlflow
 import pytest
 
 from suite import names
-from suite.published import import_published, load_published
-from tests.conftest import run_cli
-from tests.test_results import _record
-from tests.test_ui import UiProcess
+from tests.helpers import UiProcess, invoke, record_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/check_browser.sh)")
@@ -89,14 +86,13 @@ def _parse(dom: str) -> _Rows:
 
 
 @pytest.fixture
-def compared(tmp_path: Path, tracking_uri: str) -> Path:
-    import_published(load_published())
-    _record(tracking_uri, vendor="nvidia_h100", topology="1x1", metrics={
+def compared(tmp_path: Path, store_with_published: str) -> Path:
+    record_run(vendor="nvidia_h100", topology="1x1", metrics={
         "p_whole": 45.26, "p_train": 45.26, "p_core": 47.46, "p_core_unsynced": 69.65, "mem": 29.1,
         "mem_total": 79.2, "e2e_time": 41.4})
     out = tmp_path / "report"
-    result = run_cli("compare", "--case", "faster_rcnn", "--out", str(out))
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = invoke("compare", "--case", "faster_rcnn", "--out", str(out))
+    assert result.exit_code == 0, result.stderr[-2000:]
     return out
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from suite import config, registry
 from suite.errors import ConfigError, UnknownNameError
-from tests.conftest import REPO
+from tests.helpers import REPO, invoke
 
 ALL_CONFIGS = [(v, c, t) for v in registry.vendors() for c in registry.cases() for t in registry.topologies(v, c)]
 
@@ -46,9 +46,9 @@ def test_published_settings(vendor: str, case: str, topology: str, bs: int, lr: 
     assert resolved.config.train.mode == mode
 
 
-def test_show_config_kunlunxin_mask_rcnn_1x8(cli) -> None:
-    result = cli("show-config", "--case", "mask_rcnn", "--vendor", "kunlunxin_r300", "--topology", "1x8")
-    assert result.returncode == 0, result.stderr
+def test_show_config_kunlunxin_mask_rcnn_1x8() -> None:
+    result = invoke("show-config", "--case", "mask_rcnn", "--vendor", "kunlunxin_r300", "--topology", "1x8")
+    assert result.exit_code == 0, result.stderr
     lines = {line.split(":")[0]: line for line in result.stdout.splitlines()}
     topology_file = "# vendor_configs/kunlunxin_r300/mask_rcnn/1x8.yaml"
     vendor_file = "# vendor_configs/kunlunxin_r300/vendor.yaml"
@@ -113,15 +113,15 @@ def test_bad_type_names_the_layer_that_set_it() -> None:
 ], ids=["set-typo", "set-format", "vendor", "case", "topology", "topology-shape", "vendor-absolute-path",
         "vendor-trailing-slash", "vendor-relative-path", "case-path", "infinite-lr", "huge-bs", "huge-seed",
         "huge-timeout", "target-above-1", "env-name", "deep-nesting", "recursive-alias"])
-def test_bad_input_is_one_line_and_exit_2(cli, args: list[str], expected: str) -> None:
+def test_bad_input_is_one_line_and_exit_2(args: list[str], expected: str) -> None:
     base = {"--case": "faster_rcnn", "--vendor": "cpu", "--topology": "1x1"}
     for flag, value in zip(args[::2], args[1::2], strict=False):
         if flag in base:
             base[flag] = value
     extra = [a for pair in zip(args[::2], args[1::2], strict=False) if pair[0] == "--set" for a in pair]
     flat = [x for pair in base.items() for x in pair]
-    result = cli("show-config", *flat, *extra)
-    assert result.returncode == 2
+    result = invoke("show-config", *flat, *extra)
+    assert result.exit_code == 2
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -177,11 +177,11 @@ def _bomb(levels: int = 9) -> str:
     (("hp:\n  lr_steps: " + "[" * 3000 + "]" * 3000 + "\n").encode(), "nested more than 32 levels deep"),
     (_bomb().encode(), "expands to more than 100000 values (YAML aliases?)"),
 ], ids=["not-utf8", "deep-nesting", "alias-bomb"])
-def test_hostile_config_files_are_one_line_errors(cli, tmp_path: Path, content: bytes, expected: str) -> None:
+def test_hostile_config_files_are_one_line_errors(tmp_path: Path, content: bytes, expected: str) -> None:
     """A billion-laughs file is 500 bytes; loaded naively it takes tens of GB. It must be refused at once."""
     path = tmp_path / "extra.yaml"
     path.write_bytes(content)
-    result = cli("show-config", "--case", "retinanet", "--vendor", "cpu", "--config", str(path), timeout=60)
-    assert result.returncode == 2, result.stderr[-2000:]
+    result = invoke("show-config", "--case", "retinanet", "--vendor", "cpu", "--config", str(path))
+    assert result.exit_code == 2, result.stderr[-2000:]
     assert result.stderr.strip() == f"accelbench: error: {path}: {expected}" or (
         str(path) in result.stderr and expected in result.stderr and result.stderr.count("\n") == 1), result.stderr

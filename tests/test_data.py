@@ -22,16 +22,16 @@ from cases.detection.data import (
 )
 from cases.detection.synthetic import COCO_CATEGORIES, SHAPES, SyntheticSpec, ensure_dataset
 from suite.errors import DataError
-from tests.conftest import COCO_FIXTURE
+from tests.helpers import COCO_FIXTURE
 
 
 @pytest.fixture(scope="module")
 def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("shapes")
-    from tests.conftest import run_cli
+    from tests.helpers import invoke
 
-    result = run_cli("make-data", "--out", str(out), "--train", "12", "--val", "4", "--size", "160x120")
-    assert result.returncode == 0, result.stderr
+    result = invoke("make-data", "--out", str(out), "--train", "12", "--val", "4", "--size", "160x120")
+    assert result.exit_code == 0, result.stderr
     return out
 
 

@@ -17,7 +17,7 @@ from cases.detection.data import load_coco
 from cases.detection.evaluator import CocoEvaluator
 from cases.detection.synthetic import SyntheticSpec, ensure_dataset
 from suite import names
-from tests.conftest import REPO, TINY, free_port, run_cli, search_runs
+from tests.helpers import LIGHT, REPO, free_port, run_cli, search_runs
 
 KILL_TIMEOUT_S = 60
 
@@ -43,8 +43,8 @@ def _check_distributed_eval(run, tracking_uri: str, cache_dir: Path, val_images:
 
 def test_1x2_run_sums_images_and_evaluates_each_image_once(tracking_uri: str, cache_dir: Path) -> None:
     # 7 val images over 2 ranks: the distributed sampler repeats one image to even the shards.
-    result = run_cli("run", "--case", "retinanet", "--vendor", "cpu", "--topology", "1x2", "--synthetic",
-                     "--master-port", str(free_port()), *TINY, "--set", "data.synthetic.val=7",
+    result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--topology", "1x2", "--synthetic",
+                     "--master-port", str(free_port()), *LIGHT, "--set", "data.synthetic.val=7",
                      "--set", "train.max_steps=3", "--set", "hp.epochs=2", "--set", "eval.save_predictions=true")
     assert result.returncode == 0, result.stderr[-4000:]
     (run,) = search_runs(tracking_uri)
@@ -62,8 +62,8 @@ def test_1x2_run_sums_images_and_evaluates_each_image_once(tracking_uri: str, ca
 
 def test_2x1_two_nodes_on_loopback(tracking_uri: str, cache_dir: Path) -> None:
     port = str(free_port())
-    common = ["run", "--case", "retinanet", "--vendor", "cpu", "--topology", "2x1", "--synthetic",
-              "--master-addr", "127.0.0.1", "--master-port", port, *TINY, "--set", "train.max_steps=3",
+    common = ["run", "--case", "faster_rcnn", "--vendor", "cpu", "--topology", "2x1", "--synthetic",
+              "--master-addr", "127.0.0.1", "--master-port", port, *LIGHT, "--set", "train.max_steps=3",
               "--set", "hp.epochs=2", "--set", "eval.save_predictions=true"]
     node1 = subprocess.Popen([sys.executable, "-m", "suite", *common, "--node-rank", "1"], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -72,9 +72,9 @@ def test_2x1_two_nodes_on_loopback(tracking_uri: str, cache_dir: Path) -> None:
     assert node0.returncode == 0, node0.stderr[-4000:]
     assert node1.returncode == 0, node1_err[-4000:]
     # Log lines say which node and rank (or node launcher) they come from; only rank 0 shows progress.
-    assert " node1/launcher INFO suite.launcher: node 1: " in node1_err
-    assert " node1/rank1 INFO suite.trainer: epoch 1 eval: " in node1_err and "suite.progress" not in node1_err
-    assert " node0/launcher INFO suite.launcher: node 0: " in node0.stderr
+    assert " node1/launcher INFO suite.launch.launcher: node 1: " in node1_err
+    assert " node1/rank1 INFO suite.engine.trainer: epoch 1 eval: " in node1_err and "suite.progress" not in node1_err
+    assert " node0/launcher INFO suite.launch.launcher: node 0: " in node0.stderr
     assert " node0/rank0 INFO suite.progress: epoch 1: 1/" in node0.stderr
     (run,) = search_runs(tracking_uri)  # only global rank 0 records
     assert run.info.status == "FINISHED"
@@ -104,8 +104,8 @@ def _rank_pid(rank: int, marker: str) -> int | None:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker through /proc")
 def test_killing_a_rank_ends_the_job_and_fails_the_run(tracking_uri: str) -> None:
-    job = subprocess.Popen([sys.executable, "-m", "suite", "run", "--case", "retinanet", "--vendor", "cpu",
-                            "--topology", "1x2", "--synthetic", "--master-port", str(free_port()), *TINY,
+    job = subprocess.Popen([sys.executable, "-m", "suite", "run", "--case", "faster_rcnn", "--vendor", "cpu",
+                            "--topology", "1x2", "--synthetic", "--master-port", str(free_port()), *LIGHT,
                             "--set", "train.max_steps=500", "--set", "hp.epochs=100"],
                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
@@ -135,7 +135,7 @@ def test_killing_a_rank_ends_the_job_and_fails_the_run(tracking_uri: str) -> Non
 
 def test_root_cause_prefers_the_killed_rank_over_follow_on_errors() -> None:
     """torchrun's summary from a real run where rank 1 was SIGKILLed: rank 0 then lost its peer and was stopped."""
-    from suite.launcher import failure_entries, root_cause
+    from suite.launch.launcher import failure_entries, root_cause
 
     lines = (Path(__file__).parent / "data" / "torchrun_rank_killed.txt").read_text().splitlines()
     entries = failure_entries(lines)
@@ -145,9 +145,10 @@ def test_root_cause_prefers_the_killed_rank_over_follow_on_errors() -> None:
 
 
 def test_matrix_runs_rounds_under_one_parent_with_scaling(tracking_uri: str) -> None:
-    # faster_rcnn members fail (topk_candidates is a RetinaNet argument): the matrix reports them and goes on.
-    result = run_cli("matrix", "--vendor", "cpu", "--cases", "retinanet,faster_rcnn", "--topologies", "1x1,1x2,2x1",
-                     "--repeat", "2", "--synthetic", *TINY, "--set", "model.detector_kwargs={topk_candidates: 500}",
+    # retinanet members fail (the light settings' MobileNet backbone is a Faster R-CNN one): the matrix reports
+    # them and goes on.
+    result = run_cli("matrix", "--vendor", "cpu", "--cases", "faster_rcnn,retinanet", "--topologies", "1x1,1x2,2x1",
+                     "--repeat", "2", "--synthetic", *LIGHT,
                      # throughput mode: scaling needs only the timed steps, and no evaluation keeps it quick
                      "--mode", "throughput", "--set", "train.warmup_steps=0", "--set", "train.steps=2")
     assert result.returncode == 1
@@ -158,10 +159,10 @@ def test_matrix_runs_rounds_under_one_parent_with_scaling(tracking_uri: str) -> 
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted((r.data.tags[names.TAG_TOPOLOGY], r.data.tags[names.TAG_ROUND]) for r in children) == [
         ("1x1", "0"), ("1x1", "1"), ("1x2", "0"), ("1x2", "1")]
-    assert all(r.info.status == "FINISHED" and r.data.tags[names.TAG_CASE] == "retinanet" for r in children)
-    assert "faster_rcnn" in result.stdout and "FasterRCNN has no argument 'topk_candidates'" in result.stdout
+    assert all(r.info.status == "FINISHED" and r.data.tags[names.TAG_CASE] == "faster_rcnn" for r in children)
+    assert "retinanet" in result.stdout and "backbone 'mobilenet_v3_large' is not available" in result.stdout
     p_core = {t: sorted(r.data.metrics[names.P_CORE] for r in children if r.data.tags[names.TAG_TOPOLOGY] == t)
               for t in ("1x1", "1x2")}
     expected = (sum(p_core["1x2"]) / 2) / (2 * sum(p_core["1x1"]) / 2)  # medians of two rounds are their means
-    assert parent.data.metrics["retinanet.scaling_1x2.p_core"] == pytest.approx(expected)
+    assert parent.data.metrics["faster_rcnn.scaling_1x2.p_core"] == pytest.approx(expected)
     assert parent.info.status == "FINISHED"

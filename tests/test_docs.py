@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from suite.cli import cli
-from suite.published import import_published, load_published
-from tests.conftest import REPO
+from suite.results.published import import_published, load_published
+from tests.helpers import REPO
 
 DOCS = ("README.md", "CONTRIBUTING.md")
 FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)

@@ -4,14 +4,13 @@ GPU-less machine with stand-ins for the vendors' own library and tools only."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
-from tests.conftest import run_cli, search_runs
+import pytest
 
-STANDINS = Path(__file__).resolve().parent / "standins"
-SMI = Path(__file__).resolve().parent / "data" / "smi"
+from tests.helpers import STANDINS, invoke, search_runs, tool_on_path
+
 CHECKS = ["python", "torch", "torchvision", "stack", "devices", "precision", "backend", "compute", "memory",
           "telemetry", "data", "weights", "tracking", "spool", "mfu"]
 
@@ -25,20 +24,15 @@ def _line(stdout: str, name: str) -> str:
     return next(line for line in stdout.splitlines()[1:] if line.split()[1] == name)
 
 
-def _tool_bin(tmp_path: Path, name: str, recorded: str) -> dict[str, str]:
-    folder = tmp_path / "bin"
-    folder.mkdir(exist_ok=True)
-    tool = folder / name
-    tool.write_text(f"#!{sys.executable}\nimport sys\nsys.stdout.write(open({str(SMI / recorded)!r}).read())\n")
-    tool.chmod(0o755)
-    return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+def _tool_bin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, recorded: str) -> None:
+    monkeypatch.setenv("PATH", tool_on_path(tmp_path / "bin", name, recorded)["PATH"])
 
 
 def test_doctor_on_the_cpu_vendor_is_ready_and_records_nothing(tmp_path: Path, tracking_uri: str) -> None:
     root = tmp_path / "data"
-    assert run_cli("make-data", "--out", str(root), "--train", "4", "--val", "2").returncode == 0
-    result = run_cli("doctor", "--vendor", "cpu", "--case", "retinanet", "--data-root", str(root), "--json")
-    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert invoke("make-data", "--out", str(root), "--train", "4", "--val", "2").exit_code == 0
+    result = invoke("doctor", "--vendor", "cpu", "--case", "retinanet", "--data-root", str(root), "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr[-2000:]
     document = json.loads(result.stdout)
     checks = {c["name"]: c for c in document["checks"]}
     assert document["ready"] is True and list(checks) == CHECKS
@@ -52,19 +46,20 @@ def test_doctor_on_the_cpu_vendor_is_ready_and_records_nothing(tmp_path: Path, t
 def test_doctor_reports_what_is_wrong_and_exits_1(tmp_path: Path) -> None:
     weights = tmp_path / "resnet50-0676ba61.pth"
     weights.write_bytes(b"not the file")
-    result = run_cli("doctor", "--vendor", "cpu", "--data-root", str(tmp_path / "nowhere"),
-                     "--set", f"model.backbone_weights={weights}")
-    assert result.returncode == 1, result.stdout + result.stderr[-2000:]
+    result = invoke("doctor", "--vendor", "cpu", "--data-root", str(tmp_path / "nowhere"),
+                    "--set", f"model.backbone_weights={weights}")
+    assert result.exit_code == 1, result.stdout + result.stderr[-2000:]
     statuses = _statuses(result.stdout)
     assert statuses["data"] == "FAIL" and "does not exist" in _line(result.stdout, "data")
     assert statuses["weights"] == "FAIL" and "but its name says 0676ba61" in _line(result.stdout, "weights")
     assert list(statuses) == CHECKS and result.stdout.rstrip().endswith("not ready: fix the failed checks")
 
 
-def test_doctor_for_metax_without_a_device_still_reads_the_tool(tmp_path: Path) -> None:
-    env = _tool_bin(tmp_path, "mx-smi", "mx-smi_2.2.9_C500_x8.txt")
-    result = run_cli("doctor", "--vendor", "metax_c500", env=env)
-    assert result.returncode == 1, result.stdout + result.stderr[-2000:]
+def test_doctor_for_metax_without_a_device_still_reads_the_tool(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    _tool_bin(monkeypatch, tmp_path, "mx-smi", "mx-smi_2.2.9_C500_x8.txt")
+    result = invoke("doctor", "--vendor", "metax_c500")
+    assert result.exit_code == 1, result.stdout + result.stderr[-2000:]
     statuses = _statuses(result.stdout)
     assert statuses["stack"] == "FAIL" and "needs a CUDA device" in _line(result.stdout, "stack")
     assert statuses["compute"] == statuses["backend"] == "SKIP"
@@ -73,10 +68,12 @@ def test_doctor_for_metax_without_a_device_still_reads_the_tool(tmp_path: Path) 
     assert "of 64.0 GiB, power 57.0 W, temperature 35.0 C" in telemetry and "energy counter none" in telemetry
 
 
-def test_doctor_for_kunlunxin_on_the_r300_stand_in(tmp_path: Path) -> None:
-    env = {**_tool_bin(tmp_path, "xpu-smi", "xpu-smi_-m_P800_x2.txt"),
-           "PYTHONPATH": str(STANDINS / "xmlir_r300")}
-    result = run_cli("doctor", "--vendor", "kunlunxin_r300", "--case", "faster_rcnn", env=env)
+def test_doctor_for_kunlunxin_on_the_r300_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tool_bin(monkeypatch, tmp_path, "xpu-smi", "xpu-smi_-m_P800_x2.txt")
+    monkeypatch.syspath_prepend(str(STANDINS / "xmlir_r300"))
+    monkeypatch.delitem(sys.modules, "torch_xmlir", raising=False)
+    result = invoke("doctor", "--vendor", "kunlunxin_r300", "--case", "faster_rcnn")
+    sys.modules.pop("torch_xmlir", None)
     statuses = _statuses(result.stdout)
     assert statuses["stack"] == "OK" and "API torch_xmlir" in _line(result.stdout, "stack")
     assert statuses["devices"] == "OK" and "2 visible" in _line(result.stdout, "devices")
@@ -85,4 +82,4 @@ def test_doctor_for_kunlunxin_on_the_r300_stand_in(tmp_path: Path) -> None:
     assert statuses["telemetry"] == "OK" and "xpu-smi -m" in _line(result.stdout, "telemetry")
     # the stand-in registers no xccl backend, as a real torch_xmlir would: the doctor says so
     assert statuses["backend"] == "FAIL" and "XCCL" in _line(result.stdout, "backend").upper()
-    assert result.returncode == 1
+    assert result.exit_code == 1

@@ -17,7 +17,7 @@ from cases.detection import synthetic_predictions
 from cases.detection.data import load_coco
 from cases.detection.evaluator import CocoEvaluator, results_from_output
 from suite.errors import ConfigError
-from tests.conftest import COCO_FIXTURE
+from tests.helpers import COCO_FIXTURE
 
 ANNOTATIONS = COCO_FIXTURE / "instances_val2014_100.json"
 PUBLISHED_AP = {"bbox": 0.5045806987249628, "segm": 0.3195452758576433}

@@ -6,6 +6,7 @@ a folder here with pip, as a user would install their own; the suite's processes
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import mlflow
 import pytest
 
 from suite import names
-from tests.conftest import REPO, TINY, run_cli
+from tests.helpers import LIGHT_RUN, REPO, TINY, invoke, run_cli
 
 EXAMPLE = REPO / "examples" / "accelbench-toy"
 
@@ -99,13 +100,14 @@ def test_plain_config_folder_from_the_environment(tmp_path: Path) -> None:
     (folder / "retinanet").mkdir(parents=True)
     (folder / "vendor.yaml").write_text("accelerator: {adapter: cpu, name: Lab CPU, dist_backend: gloo}\n")
     (folder / "retinanet" / "1x1.yaml").write_text("hp: {bs: 1}\ntrain: {mode: smoke, max_steps: 1}\n")
-    result = run_cli("show-config", "--case", "retinanet", "--vendor", "lab_cpu",
-                     env={"ACCELBENCH_VENDOR_CONFIGS": str(tmp_path / "configs")})
-    assert result.returncode == 0, result.stderr
+    os.environ["ACCELBENCH_VENDOR_CONFIGS"] = str(tmp_path / "configs")  # undone after the test (isolated_env)
+    result = invoke("show-config", "--case", "retinanet", "--vendor", "lab_cpu")
+    assert result.exit_code == 0, result.stderr
     bs_line = next(line for line in result.stdout.splitlines() if line.startswith("hp.bs:"))
     assert bs_line.split()[1] == "1" and bs_line.endswith(f"# {folder / 'retinanet' / '1x1.yaml'}")
-    missing = run_cli("list", env={"ACCELBENCH_VENDOR_CONFIGS": str(tmp_path / "nowhere")})
-    assert missing.returncode == 2
+    os.environ["ACCELBENCH_VENDOR_CONFIGS"] = str(tmp_path / "nowhere")
+    missing = invoke("list")
+    assert missing.exit_code == 2
     assert missing.stderr.strip() == f"accelbench: error: ACCELBENCH_VENDOR_CONFIGS: {tmp_path / 'nowhere'} is not " \
                                      f"a folder"
 
@@ -178,7 +180,7 @@ def test_a_broken_plugin_breaks_only_itself(broken_site: Path, tracking_uri: str
     assert any("'broken_adapter'" in w and "RuntimeError: boom at import" in w for w in warnings)
     assert all("WARNING" in w and "accelbench-broken" in w for w in warnings)
 
-    good = run_cli("run", "--case", "retinanet", "--vendor", "cpu", "--synthetic", *TINY, env=env)
+    good = run_cli(*LIGHT_RUN, env=env)
     assert good.returncode == 0, good.stderr[-3000:]
 
     case = run_cli("run", "--case", "broken_case", "--vendor", "cpu", "--synthetic", *TINY, env=env)

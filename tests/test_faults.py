@@ -4,6 +4,7 @@ imports at once, a journal still in progress, a tracking server that never answe
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -11,13 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-import mlflow
 import pytest
 
 from suite import names
-from suite.spool import SpoolingTracker, pending, read_journal, spool_root
-from tests.conftest import REPO, TINY, FlakyProxy, MlflowServer, dead_uri, run_cli, search_runs
-from tests.test_reliability import SMALL, _artifacts
+from suite.launch.mlflow_server import MlflowServer
+from suite.tracking.spool import SpoolingTracker, pending, read_journal, spool_root
+from tests.helpers import LIGHT_RUN, REPO, FlakyProxy, artifact_paths, dead_uri, run_cli, search_runs
 
 
 def _mount_available(where: Path) -> bool:
@@ -35,8 +35,8 @@ def test_a_full_spool_disk_does_not_stop_a_healthy_run(tmp_path: Path, tracking_
     if not _mount_available(spool):
         pytest.skip("cannot mount a small tmpfs here (needs root or user namespaces)")
     # 4 KiB: the journal's first records fit (about 1.2 KB, then 1.6 KB of params); the rest fills it mid-run
-    command = (f"mount -t tmpfs -o size=4k tmpfs '{spool}' && exec '{sys.executable}' -m suite run --case retinanet "
-               f"--vendor cpu --synthetic {' '.join(TINY)}")
+    command = (f"mount -t tmpfs -o size=4k tmpfs '{spool}' && exec '{sys.executable}' -m suite "
+               f"{' '.join(shlex.quote(w) for w in LIGHT_RUN)}")
     result = subprocess.run(["unshare", "-rm", "sh", "-c", command], cwd=REPO, capture_output=True, text=True,
                             timeout=600, env={**os.environ, "ACCELBENCH_SPOOL": str(spool)})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -46,13 +46,13 @@ def test_a_full_spool_disk_does_not_stop_a_healthy_run(tmp_path: Path, tracking_
     (run,) = search_runs(tracking_uri)
     assert run.info.status == "FINISHED" and run.data.tags[names.TAG_STATUS] == "FINISHED"
     assert {names.P_CORE, names.MAP, names.E2E_TIME} <= set(run.data.metrics)
-    assert "events.jsonl" in _artifacts(mlflow.MlflowClient(tracking_uri), run.info.run_id)
+    assert "events.jsonl" in artifact_paths(tracking_uri, run.info.run_id)
 
 
 def test_a_spool_that_cannot_be_made_does_not_stop_a_healthy_run(tmp_path: Path, tracking_uri: str) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = run_cli("run", "--case", "retinanet", "--vendor", "cpu", "--synthetic", *TINY,
+    result = run_cli(*LIGHT_RUN,
                      env={"ACCELBENCH_SPOOL": str(blocker / "spool")})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and "cannot be written" in result.stderr
@@ -62,7 +62,7 @@ def test_a_spool_that_cannot_be_made_does_not_stop_a_healthy_run(tmp_path: Path,
 
 def _offline_run(*extra: str) -> Path:
     """A run recorded while its tracking server is down: its spool folder, waiting for `accelbench sync`."""
-    result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL, *extra,
+    result = run_cli(*LIGHT_RUN, *extra,
                      env={"MLFLOW_TRACKING_URI": dead_uri()})
     assert result.returncode == 0, result.stderr[-3000:]
     (folder,) = pending(spool_root())
@@ -90,7 +90,7 @@ def test_a_failed_sync_marks_its_run_failed_and_a_retry_completes_that_run(mlflo
         proxy.close()
     (run,) = search_runs(mlflow_server.uri)  # the same run, not a second one
     assert run.info.status == "FINISHED" and names.TAG_FAILURE not in run.data.tags
-    assert "events.jsonl" in _artifacts(mlflow.MlflowClient(mlflow_server.uri), run.info.run_id)
+    assert "events.jsonl" in artifact_paths(mlflow_server.uri, run.info.run_id)
     assert [r["op"] for r in read_journal(folder)].count("synced_into") == 1
 
 
@@ -140,7 +140,7 @@ def test_sync_leaves_a_run_in_progress_alone_and_syncs_the_rest(mlflow_server: M
 
 def test_a_server_that_never_answers_costs_seconds_and_is_recorded(silent_server: str) -> None:
     began = time.monotonic()
-    result = run_cli("run", "--case", "retinanet", "--vendor", "cpu", "--synthetic", *TINY, timeout=300,
+    result = run_cli(*LIGHT_RUN, timeout=300,
                      env={"MLFLOW_TRACKING_URI": silent_server, "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"})
     elapsed = time.monotonic() - began
     assert result.returncode == 0, result.stderr[-3000:]
@@ -154,12 +154,16 @@ def test_a_server_that_never_answers_costs_seconds_and_is_recorded(silent_server
 
 
 def test_the_request_timeout_is_bounded_unless_the_user_sets_one() -> None:
-    code = "import os, suite; print(os.environ['MLFLOW_HTTP_REQUEST_TIMEOUT'])"
+    """The CLI's entry point applies the client defaults; importing the suite changes nothing."""
+    code = ("import atexit, os, sys; import suite; before = os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT'); "
+            "atexit.register(lambda: print(before, os.environ['MLFLOW_HTTP_REQUEST_TIMEOUT'])); "
+            "sys.argv = ['accelbench', '--version']; from suite.cli import main; main()")
     ours = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={k: v for k, v in os.environ.items() if k != "MLFLOW_HTTP_REQUEST_TIMEOUT"})
     theirs = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "MLFLOW_HTTP_REQUEST_TIMEOUT": "45"})
-    assert (ours.stdout.strip(), theirs.stdout.strip()) == ("10", "45")
+    assert ours.stdout.split()[-2:] == ["None", "10"], ours.stdout + ours.stderr
+    assert theirs.stdout.split()[-2:] == ["45", "45"], theirs.stdout + theirs.stderr
 
 
 def test_a_password_in_the_tracking_uri_is_never_written(tmp_path: Path) -> None:
@@ -168,7 +172,7 @@ def test_a_password_in_the_tracking_uri_is_never_written(tmp_path: Path) -> None
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     uri = f"http://alice:{secret}@127.0.0.1:{port}"
-    result = run_cli("run", "--case", "retinanet", "--vendor", "cpu", "--synthetic", *TINY,
+    result = run_cli(*LIGHT_RUN,
                      env={"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert secret not in result.stdout + result.stderr and "alice:***@" in result.stderr

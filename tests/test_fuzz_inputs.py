@@ -24,11 +24,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from suite.compliance import check_log
 from suite.config import flatten, resolve
+from suite.engine.compliance import check_log
 from suite.errors import BenchError
-from suite.runner import prepare
-from suite.spool import InProgressError, sync
+from suite.launch.runner import prepare
+from suite.tracking.spool import InProgressError, sync
 
 KEYS = sorted(flatten(resolve("retinanet", "cpu", "1x1").config.model_dump()))
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),

@@ -8,7 +8,7 @@ import torch
 
 from suite import names
 from suite.vendors.cuda import CudaAdapter
-from tests.conftest import TINY, run_cli, search_runs
+from tests.helpers import TINY, run_cli, search_runs
 
 pytestmark = pytest.mark.gpu
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 OTHER_TORCH = ("torch==2.13.0", "torchvision==0.28.0")
 

@@ -9,7 +9,7 @@ import mlflow
 import pytest
 
 from suite import names
-from tests.conftest import REPO, run_cli, search_runs
+from tests.helpers import REPO, run_cli, search_runs
 
 # The README's "Checking that training really learns" command.
 LEARNING_RUN = ["run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic",

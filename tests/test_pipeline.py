@@ -14,18 +14,18 @@ from pycocotools.coco import COCO
 
 from cases.detection import case as case_module
 from cases.detection import data as data_module
-from suite import names, runner
+from suite import names
 from suite.config import resolve
+from suite.launch import runner
 from suite.precision import PROFILES
 from suite.vendors.cpu import CpuAdapter
 from suite.vendors.kunlunxin import KunlunxinAdapter
 from suite.vendors.metax import MetaxAdapter
+from tests.helpers import LIGHT_SETTINGS
 
-# Two epochs of two steps, each followed by an evaluation, on a light model.
+# Two epochs of two steps, each followed by an evaluation, on the light model.
 SETTINGS = ["train.mode=smoke", "data.synthetic.train=4", "data.synthetic.val=2", "hp.epochs=2", "hp.bs=2",
-            "data.workers=0", "model.backbone=mobilenet_v3_large", "model.min_size=128", "model.max_size=128",
-            "model.detector_kwargs={rpn_pre_nms_top_n_train: 100, rpn_post_nms_top_n_train: 100, "
-            "box_batch_size_per_image: 16}"]
+            "data.workers=0", *LIGHT_SETTINGS]
 
 
 def _count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, attribute: str) -> list[int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from suite.progress import ConsoleHandler, Progress, format_duration
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 MAKE_DATA = ("make-data", "--train", "24", "--val", "4", "--size", "64x64")
 

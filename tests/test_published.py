@@ -11,7 +11,7 @@ import pytest
 
 from suite import names
 from suite.errors import ConfigError
-from suite.published import (
+from suite.results.published import (
     COLUMNS,
     import_published,
     load_published,
@@ -20,9 +20,9 @@ from suite.published import (
     parse_map,
     parse_mem,
     parse_number,
-    parse_topology,
+    topology_in_cell,
 )
-from tests.conftest import FIXTURES, run_cli
+from tests.helpers import FIXTURES, invoke
 
 PAGES = FIXTURES / "published_pages"
 
@@ -35,10 +35,10 @@ def test_cells_are_read_as_the_pages_mean_them() -> None:
     assert parse_map("0.3529") == {"map": 0.3529} and parse_map("/") == {}
     assert parse_mem("38.8/40.0") == {"mem": 38.8, "mem_total": 40.0} and parse_mem("") == {}
     assert parse_fix_hp("bs=16,lr=0.16") == {"bs": 16, "lr": 0.16} and parse_fix_hp("/") == {}
-    assert parse_topology("A100单机8卡（1x8）") == "1x8" and parse_topology("MXC500 两机16卡（2x8）") == "2x8"
-    assert parse_topology("1x1") == "1x1"
+    assert topology_in_cell("A100单机8卡（1x8）") == "1x8" and topology_in_cell("MXC500 两机16卡（2x8）") == "2x8"
+    assert topology_in_cell("1x1") == "1x1"
     for bad, parser in (("n/a", parse_number), ("0.38 && ", parse_map), ("37", parse_map), ("38.8/", parse_mem),
-                        ("bs:16", parse_fix_hp), ("A100单机8卡", parse_topology), ("1,000", parse_number)):
+                        ("bs:16", parse_fix_hp), ("A100单机8卡", topology_in_cell), ("1,000", parse_number)):
         with pytest.raises(ValueError):
             parser(bad)
 
@@ -165,12 +165,12 @@ def test_bad_published_cells_name_file_page_row_and_column(tmp_path: Path, cells
 
 
 def test_import_published_command_twice(tracking_uri: str) -> None:
-    first = run_cli("import-published")
-    assert first.returncode == 0, first.stderr[-2000:]
+    first = invoke("import-published")
+    assert first.exit_code == 0, first.stderr[-2000:]
     assert "published rows: 22; created 22, unchanged 0" in first.stdout
-    second = run_cli("import-published", "--vendors", "metax_c500,nvidia_a100")
-    assert second.returncode == 0 and "published rows: 19; created 0, unchanged 19" in second.stdout
+    second = invoke("import-published", "--vendors", "metax_c500,nvidia_a100")
+    assert second.exit_code == 0 and "published rows: 19; created 0, unchanged 19" in second.stdout
     assert len(_published_runs(tracking_uri)) == 22
-    bad = run_cli("import-published", "--vendors", "nvidia_h100")
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    bad = invoke("import-published", "--vendors", "nvidia_h100")
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
     assert "unknown vendor with published results 'nvidia_h100'" in bad.stderr

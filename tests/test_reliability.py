@@ -14,15 +14,11 @@ import mlflow
 import pytest
 
 from suite import names
-from suite.spool import pending, read_journal, spool_root
-from tests.conftest import REPO, TINY, MlflowServer, free_port, run_cli, search_runs
+from suite.launch.mlflow_server import MlflowServer
+from suite.tracking.spool import pending, read_journal, spool_root
+from tests.helpers import LIGHT, REPO, artifact_paths, free_port, metric_history, run_cli, search_runs
 
-# These tests are about recording, not compute: a light Faster R-CNN (small images, MobileNet backbone, few
-# proposals) keeps each step well under a second on 2 cores.
-SMALL = [*TINY, "--set", "model.min_size=128", "--set", "model.max_size=128",
-         "--set", "model.backbone=mobilenet_v3_large",
-         "--set", "model.detector_kwargs={box_batch_size_per_image: 32, rpn_pre_nms_top_n_train: 128, "
-                  "rpn_post_nms_top_n_train: 64, box_detections_per_img: 10}"]
+CONCURRENT = 4
 LONG = ["--set", "train.max_steps=500", "--set", "hp.epochs=100", "--set", "tracking.log_every=1"]
 # TINY's 8 training images at bs 2: four steps per epoch, so "epoch 1: 3/" is the third step's progress line.
 # Metrics whose values depend only on the seed and the data, not on how fast the machine was.
@@ -57,19 +53,16 @@ def _finish(job: subprocess.Popen[str], seen: list[str], timeout: float = 300) -
 
 
 def _history(client: mlflow.MlflowClient, run_id: str, key: str) -> list[tuple[int, int, float]]:
-    return sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key))
+    return metric_history(client.tracking_uri, run_id, key)
 
 
-def _artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None) -> set[str]:
-    found = set()
-    for item in client.list_artifacts(run_id, path):
-        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
-    return found
+def _artifacts(client: mlflow.MlflowClient, run_id: str) -> set[str]:
+    return artifact_paths(client.tracking_uri, run_id)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stop_signal_ends_the_run_killed_with_what_it_measured(signum: int, tracking_uri: str) -> None:
-    job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL, *LONG)
+    job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *LIGHT, *LONG)
     seen = _wait_for(job, "suite.progress: epoch 1: 3/")
     job.send_signal(signum)
     output = _finish(job, seen)
@@ -88,7 +81,7 @@ def test_a_stop_signal_ends_the_run_killed_with_what_it_measured(signum: int, tr
 
 def test_sync_closes_the_run_of_a_process_killed_outright(tracking_uri: str) -> None:
     """SIGKILL cannot be caught: the run stays RUNNING, and its journal lets `accelbench sync` end it FAILED."""
-    job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL, *LONG)
+    job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *LIGHT, *LONG)
     seen = _wait_for(job, "suite.progress: epoch 1: 3/")
     job.kill()
     _finish(job, seen)
@@ -107,7 +100,7 @@ def test_sync_closes_the_run_of_a_process_killed_outright(tracking_uri: str) -> 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs process groups")
 def test_sigterm_to_a_multi_process_job_kills_its_run(tracking_uri: str) -> None:
     job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--topology", "1x2", "--synthetic",
-                 "--master-port", str(free_port()), *SMALL, *LONG)
+                 "--master-port", str(free_port()), *LIGHT, *LONG)
     # Two steps per epoch and rank here: rank 0's first step of epoch 2 is its third.
     seen = _wait_for(job, "rank0 INFO suite.progress: ", "epoch 2: 1/")
     job.send_signal(signal.SIGTERM)
@@ -120,7 +113,7 @@ def test_sigterm_to_a_multi_process_job_kills_its_run(tracking_uri: str) -> None
 
 
 def test_a_diverging_loss_fails_the_run_naming_the_step(tracking_uri: str) -> None:
-    result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL,
+    result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *LIGHT,
                      "--set", "train.max_steps=6", "--set", "hp.lr=1e20", "--set", "hp.warmup_iters=1",
                      "--set", "tracking.log_every=1")
     assert result.returncode == 1
@@ -134,7 +127,7 @@ def test_a_diverging_loss_fails_the_run_naming_the_step(tracking_uri: str) -> No
 
 def test_server_killed_mid_run_then_sync_completes_the_same_run(mlflow_server: MlflowServer) -> None:
     env = {"MLFLOW_TRACKING_URI": mlflow_server.uri}
-    job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL,
+    job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *LIGHT,
                  "--set", "train.max_steps=12", "--set", "hp.epochs=3", "--set", "tracking.log_every=1", env=env)
     seen = _wait_for(job, "suite.progress: epoch 1: 2/")
     mlflow_server.kill()
@@ -179,7 +172,7 @@ def _comparable_tags(tags: dict[str, str]) -> dict[str, str]:
 
 def test_a_run_logged_while_the_server_is_down_syncs_to_the_same_record(mlflow_server: MlflowServer) -> None:
     env = {"MLFLOW_TRACKING_URI": mlflow_server.uri}
-    args = ("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL, "--set", "train.max_steps=4",
+    args = ("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *LIGHT, "--set", "train.max_steps=4",
             "--set", "tracking.log_every=1")
     online = run_cli(*args, env=env)
     assert online.returncode == 0, online.stderr[-3000:]
@@ -224,15 +217,18 @@ def test_a_run_logged_while_the_server_is_down_syncs_to_the_same_record(mlflow_s
     assert _artifacts(client, synced.info.run_id) == _artifacts(client, logged.info.run_id)
 
 
-def test_eight_concurrent_runs_to_one_server(tmp_path: Path) -> None:
+def test_concurrent_runs_to_one_server(tmp_path: Path) -> None:
+    """Runs logging to one server at once: every record arrives, none is refused (four runs found MLflow's
+    dataset-insert race, which eight did before)."""
     folder = tmp_path / "server"
     folder.mkdir()
-    server = MlflowServer(f"sqlite:///{folder / 'server.db'}", folder, workers=4).start()
+    server = MlflowServer(f"sqlite:///{folder / 'server.db'}", workers=4, artifacts=folder / "artifacts",
+                          log=folder / "server.log").start()
     env = {"MLFLOW_TRACKING_URI": server.uri}
     try:
-        jobs = [_start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *SMALL,
+        jobs = [_start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *LIGHT,
                        "--set", f"hp.seed={seed}", "--set", "tracking.log_every=1",
-                       env={**env, "OMP_NUM_THREADS": "1"}) for seed in range(8)]
+                       env={**env, "OMP_NUM_THREADS": "1"}) for seed in range(CONCURRENT)]
         outputs = [_finish(job, []) for job in jobs]
         for job, output in zip(jobs, outputs, strict=True):
             assert job.returncode == 0, output[-3000:]
@@ -241,9 +237,9 @@ def test_eight_concurrent_runs_to_one_server(tmp_path: Path) -> None:
         client = mlflow.MlflowClient(server.uri)
         said = "\n".join(line for output in outputs for line in output.splitlines() if "WARNING" in line
                          or "ERROR" in line)
-        assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}, said
+        assert len(runs) == CONCURRENT and {r.info.status for r in runs} == {"FINISHED"}, said
         assert "MLflow tracking failed" not in said, said
-        assert sorted(r.data.params["hp.seed"] for r in runs) == [str(s) for s in range(8)]
+        assert sorted(r.data.params["hp.seed"] for r in runs) == [str(s) for s in range(CONCURRENT)]
         reference = runs[0]
         for run in runs:
             assert set(run.data.params) == set(reference.data.params), said

@@ -10,37 +10,13 @@ import pandas as pd
 import pytest
 
 from suite import names, results
-from suite.compare_report import format_number
-from suite.published import import_published, load_published
-from suite.tracking import ensure_experiment
-from tests.conftest import TINY, run_cli
-
-
-def _record(tracking_uri: str, *, vendor: str, topology: str, metrics: dict[str, float], round_index: int = 0,
-            case: str = "faster_rcnn", precision: str = "tf32", bs: int = 16, lr: float = 0.16,
-            fix_hp: str = "bs=16,lr=0.16", mode: str = "throughput", status: str = "FINISHED") -> str:
-    """A measured run as the runner records it (tags, params, metrics), for aggregation arithmetic."""
-    client = mlflow.MlflowClient(tracking_uri)
-    nodes, per_node = (int(x) for x in topology.split("x"))
-    run = client.create_run(ensure_experiment("accelbench", client), run_name=f"{case}/{vendor}/{topology}", tags={
-        names.TAG_CASE: case, names.TAG_VENDOR: vendor, names.TAG_ACCELERATOR: vendor.upper(),
-        names.TAG_TOPOLOGY: topology, names.TAG_NNODES: str(nodes), names.TAG_NPROC_PER_NODE: str(per_node),
-        names.TAG_WORLD_SIZE: str(nodes * per_node), names.TAG_PRECISION: precision, names.TAG_FIX_HP: fix_hp,
-        names.TAG_MODE: mode, names.TAG_SOURCE: names.SOURCE_MEASURED, names.TAG_ROUND: str(round_index),
-        names.TAG_STATUS: status})
-    for key, value in {"bs": bs, "lr": lr, "global_bs": bs * nodes * per_node, "precision": precision,
-                       "mode": mode}.items():
-        client.log_param(run.info.run_id, key, value)
-    for key, value in metrics.items():
-        client.log_metric(run.info.run_id, key, value)
-    client.set_terminated(run.info.run_id, status)
-    return run.info.run_id
+from suite.results.report import format_number
+from tests.helpers import LIGHT_RUN, invoke, mlflow_project_run, record_run
 
 
 @pytest.fixture
-def store(tracking_uri: str) -> str:
-    import_published(load_published())
-    return tracking_uri
+def store(store_with_published: str) -> str:
+    return store_with_published
 
 
 def test_runs_returns_stable_columns_and_the_published_c500_row(store: str) -> None:
@@ -59,12 +35,12 @@ def test_runs_returns_stable_columns_and_the_published_c500_row(store: str) -> N
 
 def test_compare_aggregates_repeats_ratios_and_scaling(store: str) -> None:
     for round_index, p_core in enumerate((47.0, 48.0, 50.0)):
-        _record(store, vendor="nvidia_h100", topology="1x1", round_index=round_index,
+        record_run(vendor="nvidia_h100", topology="1x1", round_index=round_index,
                 metrics={"p_whole": p_core - 2, "p_train": p_core - 2, "p_core": p_core,
                          "p_core_unsynced": p_core * 1.5, "mem": 29.1, "mem_total": 79.2})
-    _record(store, vendor="nvidia_h100", topology="1x8", metrics={"p_whole": 300.0, "p_train": 310, "p_core": 320,
+    record_run(vendor="nvidia_h100", topology="1x8", metrics={"p_whole": 300.0, "p_train": 310, "p_core": 320,
                                                                   "p_core_unsynced": 480})
-    _record(store, vendor="nvidia_h100", topology="1x1", metrics={"p_core": 1.0}, status="FAILED")  # left out
+    record_run(vendor="nvidia_h100", topology="1x1", metrics={"p_core": 1.0}, status="FAILED")  # left out
     comparison = results.compare(case="faster_rcnn")
     table = comparison.table
     h100 = table[(table["vendor"] == "nvidia_h100") & (table["topology"] == "1x1")].iloc[0]
@@ -81,7 +57,7 @@ def test_compare_aggregates_repeats_ratios_and_scaling(store: str) -> None:
     assert h100_8["p_core_vs_baseline"] == pytest.approx(480 / 298)  # same bs: the bs=16 1x8 row, not bs=2
     # measured against measured compares synchronised figures
     for round_index in range(2):
-        _record(store, vendor="nvidia_a100", topology="1x1", round_index=round_index,
+        record_run(vendor="nvidia_a100", topology="1x1", round_index=round_index,
                 metrics={"p_core": 40.0, "p_core_unsynced": 70.0})
     table = results.compare(case="faster_rcnn", source="measured").table
     h100 = table[(table["vendor"] == "nvidia_h100") & (table["topology"] == "1x1")].iloc[0]
@@ -97,7 +73,7 @@ def test_compare_aggregates_repeats_ratios_and_scaling(store: str) -> None:
     scaling = comparison.scaling
     assert set(scaling[scaling["vendor"] == "nvidia_a100"]["topology"]) == {"1x8", "2x8"}
     # fp32 rows have no baseline at fp32: the ratio stays blank rather than mixing precisions
-    _record(store, vendor="cpu", topology="1x1", precision="fp32", metrics={"p_core": 1.0})
+    record_run(vendor="cpu", topology="1x1", precision="fp32", metrics={"p_core": 1.0})
     table = results.compare(case="faster_rcnn", vendors=["cpu", "nvidia_a100"]).table
     assert pd.isna(table[table["vendor"] == "cpu"]["p_core_vs_baseline"].iloc[0])
 
@@ -123,13 +99,13 @@ def _terminal_rows(text: str) -> list[dict[str, str]]:
     return rows
 
 
-def test_compare_command_after_import_and_a_real_run(tmp_path: Path, tracking_uri: str) -> None:
-    assert run_cli("import-published").returncode == 0
-    measured = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *TINY)
-    assert measured.returncode == 0, measured.stderr[-2000:]
+def test_compare_command_after_import_and_a_real_run(tmp_path: Path, store_with_published: str) -> None:
+    tracking_uri = store_with_published
+    measured = invoke(*LIGHT_RUN)
+    assert measured.exit_code == 0, measured.stderr[-2000:]
     out = tmp_path / "report"
-    result = run_cli("compare", "--case", "faster_rcnn", "--out", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = invoke("compare", "--case", "faster_rcnn", "--out", str(out))
+    assert result.exit_code == 0, result.stderr[-3000:]
     rows = _terminal_rows(result.stdout)
     published = ("e2e_time", "p_whole", "p_train", "p_core", "mAP", "mem")
     a100 = [tuple(r[c] for c in ("topology", "fix_hp", *published)) for r in rows if r["vendor"] == "nvidia_a100"]
@@ -174,19 +150,17 @@ def test_compare_rejects_bad_names_and_empty_selections(tmp_path: Path) -> None:
                           (["--baseline", "nvidia_a10"], "unknown vendor 'nvidia_a10' (did you mean"),
                           (["--case", "retinanet"],
                            "no finished runs match case=retinanet in experiment 'accelbench'")):
-        result = run_cli("compare", *args, "--out", str(tmp_path / "out"))
-        assert result.returncode == 2, result.stderr
+        result = invoke("compare", *args, "--out", str(tmp_path / "out"))
+        assert result.exit_code == 2, result.stderr
         assert message in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 
 def test_mlproject_import_published_and_compare_entry_points(tmp_path: Path, tracking_uri: str) -> None:
-    from tests.test_run import _mlflow_run
-
-    imported = _mlflow_run("-e", "import_published")
+    imported = mlflow_project_run("-e", "import_published")
     assert imported.returncode == 0, imported.stderr[-3000:]
     out = tmp_path / "report"
-    compared = _mlflow_run("-e", "compare", "-P", "case=mask_rcnn", "-P", f"out={out}")
+    compared = mlflow_project_run("-e", "compare", "-P", "case=mask_rcnn", "-P", f"out={out}")
     assert compared.returncode == 0, compared.stderr[-3000:]
     assert (out / "comparison.html").is_file()
     client = mlflow.MlflowClient(tracking_uri)

@@ -14,19 +14,20 @@ import mlflow
 import pytest
 
 from suite import names
-from suite.events import read_events
-from tests.conftest import REPO, TINY, run_cli, search_runs
+from suite.engine.events import read_events
+from tests.helpers import (
+    LIGHT,
+    LIGHT_RUN,
+    REPO,
+    TINY,
+    artifact_paths,
+    invoke,
+    mlflow_project_run,
+    run_cli,
+    search_runs,
+)
 
 CASES = ("faster_rcnn", "retinanet", "mask_rcnn")
-
-
-def _artifact_paths(tracking_uri: str, run_id: str) -> set[str]:
-    client = mlflow.MlflowClient(tracking_uri)
-    found, stack = set(), [None]
-    while stack:
-        for item in client.list_artifacts(run_id, stack.pop()):
-            (stack.append(item.path) if item.is_dir else found.add(item.path))
-    return found
 
 
 def _check_throughput_order(metrics: dict[str, float]) -> None:
@@ -36,9 +37,10 @@ def _check_throughput_order(metrics: dict[str, float]) -> None:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_smoke_run_is_one_finished_mlflow_run(case: str, tracking_uri: str) -> None:
-    result = run_cli("run", "--case", case, "--vendor", "cpu", "--synthetic", *TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_smoke_run_is_one_finishedmlflow_project_run(case: str, tracking_uri: str) -> None:
+    """Each case's own model (ResNet-50 at 128 px), through the CLI in this process."""
+    result = invoke("run", "--case", case, "--vendor", "cpu", "--synthetic", *TINY)
+    assert result.exit_code == 0, result.stderr[-3000:]
     (run,) = search_runs(tracking_uri)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == f"{case}/cpu/1x1"
@@ -49,6 +51,8 @@ def test_smoke_run_is_one_finished_mlflow_run(case: str, tracking_uri: str) -> N
     assert tags[names.TAG_SOURCE] == "measured" and tags[names.TAG_STATUS] == "FINISHED"
     assert tags[names.TAG_PRECISION] == "fp32" and tags[names.TAG_WORLD_SIZE] == "1"
     assert tags[names.TAG_WEIGHTS] == "random"
+    # The cpu vendor states no peak: no MFU rather than a guess.
+    assert names.MFU not in metrics and names.PARAM_PEAK_TFLOPS not in params
     assert tags["env.torch"] and tags["env.python"] and tags["math.autocast"] == "off"
     assert len(tags[names.TAG_CONFIG_HASH]) == 12
     for metric in (names.E2E_TIME, names.P_WHOLE, names.P_TRAIN, names.P_CORE, names.MAP, names.MEM,
@@ -61,7 +65,7 @@ def test_smoke_run_is_one_finished_mlflow_run(case: str, tracking_uri: str) -> N
     history = mlflow.MlflowClient(tracking_uri).get_metric_history(run.info.run_id, names.LOSS)
     assert [m.step for m in history] == [1, 2]
 
-    artifacts = _artifact_paths(tracking_uri, run.info.run_id)
+    artifacts = artifact_paths(tracking_uri, run.info.run_id)
     assert {"config/resolved.yaml", "config/provenance.yaml", "environment.json", "events.jsonl", "rank0.log",
             "eval.json"} <= artifacts
     events_file = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="events.jsonl",
@@ -75,9 +79,8 @@ def test_smoke_run_is_one_finished_mlflow_run(case: str, tracking_uri: str) -> N
 def test_throughput_mode_times_only_the_budget(tracking_uri: str) -> None:
     # Started through `exec` after a pause, as a wrapper script would: the pause is not the run's e2e_time.
     pause = 3.0
-    command = " ".join([shlex.quote(sys.executable), "-m", "suite", "run", "--case", "retinanet", "--vendor", "cpu",
-                        "--synthetic", "--mode", "throughput", *TINY, "--set", "train.warmup_steps=1",
-                        "--set", "train.steps=2"])
+    command = " ".join([shlex.quote(sys.executable), "-m", "suite", *(shlex.quote(w) for w in LIGHT_RUN),
+                        "--mode", "throughput", "--set", "train.warmup_steps=1", "--set", "train.steps=2"])
     began = time.time()
     result = subprocess.run(["bash", "-c", f"sleep {pause}; exec {command}"], cwd=REPO, capture_output=True,
                             text=True, timeout=600)
@@ -96,34 +99,33 @@ def test_throughput_mode_times_only_the_budget(tracking_uri: str) -> None:
 def test_failure_during_run_is_recorded_as_failed(tmp_path: Path, tracking_uri: str) -> None:
     """A corrupt image met mid-training ends the run FAILED, with the reason and what was measured so far."""
     root = tmp_path / "data"
-    assert run_cli("make-data", "--out", str(root), "--train", "6", "--val", "2").returncode == 0
+    assert invoke("make-data", "--out", str(root), "--train", "6", "--val", "2").exit_code == 0
     annotations = json.loads((root / "annotations" / "instances_train2017.json").read_text())
     for image in annotations["images"][1:]:
         (root / "train2017" / image["file_name"]).write_bytes(b"not a jpeg")
-    result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--data-root", str(root),
-                     "--set", "hp.bs=1", "--set", "data.workers=0", "--set", "train.max_steps=6",
-                     "--set", "data.aspect_ratio_group_factor=-1")
+    result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--data-root", str(root), *LIGHT,
+                     "--set", "hp.bs=1", "--set", "train.max_steps=6", "--set", "data.aspect_ratio_group_factor=-1")
     assert result.returncode == 1
     (run,) = search_runs(tracking_uri)
     assert run.info.status == "FAILED"
     assert run.data.tags[names.TAG_STATUS] == "FAILED"
     assert "RuntimeError" in run.data.tags[names.TAG_FAILURE]
     assert names.E2E_TIME in run.data.metrics
-    assert "events.jsonl" in _artifact_paths(tracking_uri, run.info.run_id)
+    assert "events.jsonl" in artifact_paths(tracking_uri, run.info.run_id)
 
 
 def test_bad_input_creates_no_run(tmp_path: Path, tracking_uri: str) -> None:
-    result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--data-root", str(tmp_path / "missing"))
-    assert result.returncode == 2
+    result = invoke("run", "--case", "faster_rcnn", "--vendor", "cpu", "--data-root", str(tmp_path / "missing"))
+    assert result.exit_code == 2
     assert result.stderr.strip() == f"accelbench: error: data root {tmp_path / 'missing'} does not exist or is " \
                                     "not a directory"
-    result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", "--precision", "tf32")
-    assert result.returncode == 2 and "not supported by the cpu adapter" in result.stderr
+    result = invoke("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", "--precision", "tf32")
+    assert result.exit_code == 2 and "not supported by the cpu adapter" in result.stderr
     weights = tmp_path / "resnet50-0676ba61.pth"
     weights.write_bytes(b"definitely not the published file")
-    result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic",
+    result = invoke("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic",
                      "--set", f"model.backbone_weights={weights}")
-    assert result.returncode == 2 and "but its name says 0676ba61" in result.stderr
+    assert result.exit_code == 2 and "but its name says 0676ba61" in result.stderr
     assert search_runs(tracking_uri) == []
 
 
@@ -145,7 +147,7 @@ def test_inputs_that_validate_but_cannot_work_are_refused_before_a_run(tmp_path:
     wrong = tmp_path / "resnet18.pth"
     torch.save(resnet18().state_dict(), wrong)
     root = tmp_path / "data"
-    assert run_cli("make-data", "--out", str(root), "--train", "6", "--val", "2").returncode == 0
+    assert invoke("make-data", "--out", str(root), "--train", "6", "--val", "2").exit_code == 0
     train_file = root / "annotations" / "instances_train2017.json"
     good = train_file.read_text()
     base = ["run", "--case", "faster_rcnn", "--vendor", "cpu", "--set", "data.workers=0"]
@@ -162,39 +164,30 @@ def test_inputs_that_validate_but_cannot_work_are_refused_before_a_run(tmp_path:
          "category ids [37, 38, 72] are outside the model's 3 classes (model.num_classes: ids must be 0..2)"),
     ]
     for args, message in cases:
-        result = run_cli(*args)
-        assert result.returncode == 2, (args, result.stderr[-2000:])
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.stderr[-2000:])
         assert message in result.stderr and result.stderr.count("\n") == 1, (message, result.stderr[-2000:])
     document = json.loads(good)
     (root / "train2017" / document["images"][1]["file_name"]).unlink()
-    result = run_cli(*base, "--data-root", str(root))
-    assert result.returncode == 2 and f"1 of 6 images are not in {root / 'train2017'}/" in result.stderr, \
+    result = invoke(*base, "--data-root", str(root))
+    assert result.exit_code == 2 and f"1 of 6 images are not in {root / 'train2017'}/" in result.stderr, \
         result.stderr[-2000:]
     assert search_runs(tracking_uri) == []
 
 
 def test_smoke_prints_the_table_of_what_ran_when_a_later_case_is_bad_input(tracking_uri: str) -> None:
     # mobilenet_v3_large is a faster_rcnn backbone only: retinanet's config resolves, its checks refuse it
-    result = run_cli("smoke", "--cases", "faster_rcnn,retinanet", *TINY, "--set", "model.backbone=mobilenet_v3_large",
-                     "--set", "model.min_size=64", "--set", "model.max_size=64")
-    assert result.returncode == 2, result.stderr[-3000:]
+    result = invoke("smoke", "--cases", "faster_rcnn,retinanet", *LIGHT)
+    assert result.exit_code == 2, result.stderr[-3000:]
     (row,) = [line for line in result.stdout.splitlines() if line.startswith("faster_rcnn ")]
     assert "FINISHED" in row
     assert result.stderr.strip().splitlines()[-1].startswith(
         "accelbench: error: model.backbone: backbone 'mobilenet_v3_large' is not available for retinanet")
     (run,) = search_runs(tracking_uri)  # the refused case left no run
     assert run.data.tags[names.TAG_CASE] == "faster_rcnn" and run.info.status == "FINISHED"
-    unknown = run_cli("smoke", "--cases", "faster_rcnn,yolo", *TINY)
-    assert unknown.returncode == 2 and "unknown case 'yolo'" in unknown.stderr
+    unknown = invoke("smoke", "--cases", "faster_rcnn,yolo", *TINY)
+    assert unknown.exit_code == 2 and "unknown case 'yolo'" in unknown.stderr
     assert len(search_runs(tracking_uri)) == 1  # nothing started
-
-
-def _mlflow_run(*args: str) -> subprocess.CompletedProcess[str]:
-    """`mlflow run` runs the entry point with the first `python` on PATH: this venv's, as for a user inside it."""
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.run([str(bin_dir / "mlflow"), "run", str(REPO), *args, "--env-manager", "local"],
-                          capture_output=True, text=True, timeout=600, env=env)
 
 
 def _mlflow_created_run(tracking_uri: str, stderr: str):
@@ -208,7 +201,7 @@ def _mlflow_created_run(tracking_uri: str, stderr: str):
 
 
 def test_mlproject_smoke_entry_point(tracking_uri: str) -> None:
-    result = _mlflow_run("-e", "smoke", "-P", "case=retinanet")
+    result = mlflow_project_run("-e", "smoke", "-P", "case=retinanet")
     assert result.returncode == 0, result.stderr[-3000:]
     run = _mlflow_created_run(tracking_uri, result.stderr)
     assert run.data.tags.get("mlflow.project.entryPoint") == "smoke"
@@ -216,7 +209,7 @@ def test_mlproject_smoke_entry_point(tracking_uri: str) -> None:
 
 
 def test_mlproject_main_entry_point(tracking_uri: str) -> None:
-    result = _mlflow_run("-e", "main", "-P", "case=retinanet", "-P", "vendor=cpu", "-P", "synthetic=true",
+    result = mlflow_project_run("-e", "main", "-P", "case=retinanet", "-P", "vendor=cpu", "-P", "synthetic=true",
                          "-P", "overrides=train.max_steps=2 data.workers=0")
     assert result.returncode == 0, result.stderr[-3000:]
     run = _mlflow_created_run(tracking_uri, result.stderr)
@@ -227,7 +220,9 @@ def test_mlproject_main_entry_point(tracking_uri: str) -> None:
 
 def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on() -> None:
     # No network at run time: MLflow would otherwise contact its telemetry host on the first tracking call.
-    probe = ("import os, sys, suite, mlflow.telemetry.utils as t; "
+    # the entry points (the CLI, the tracker, the results API) apply the client's defaults before MLflow loads
+    probe = ("import os, sys; from suite.tracking.client import configure; configure(); "
+             "import mlflow.telemetry.utils as t; "
              "sys.stdout.write(f'{t.is_telemetry_disabled()} {os.environ[\"MLFLOW_DISABLE_TELEMETRY\"]}')")
     # MLflow also stays quiet under CI or pytest variables; take them away so only the suite's default counts.
     ci_markers = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "CI", "PYTEST_CURRENT_TEST", "GITHUB_ACTIONS")

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from suite import smi
-from suite.telemetry import GIB, PymxsmlProbe, ToolCommand, ToolProbe, physical_index
+from suite.names import GIB
+from suite.vendors import smi
 from suite.vendors.kunlunxin import XPU_TOOLS
 from suite.vendors.metax import MX_SMI
+from suite.vendors.probes import PymxsmlProbe, ToolCommand, ToolProbe, physical_index
 
 SMI = Path(__file__).resolve().parent / "data" / "smi"
 STANDINS = Path(__file__).resolve().parent / "standins"
@@ -140,7 +141,7 @@ def test_kunlunxin_probe_prefers_machine_output_then_the_table(tool_path: Path) 
 def test_unreadable_tool_output_is_one_warning_and_no_telemetry(tool_path: Path,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     _tool(tool_path, "mx-smi", text="mx-smi: a layout nobody has seen\n")
-    with caplog.at_level(logging.WARNING, logger="suite.telemetry"):
+    with caplog.at_level(logging.WARNING, logger="suite.vendors.probes"):
         assert ToolProbe.open([MX_SMI], 0) is None
     (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert "mx-smi: no header separator line" in record.getMessage()
@@ -150,7 +151,7 @@ def test_unreadable_tool_output_is_one_warning_and_no_telemetry(tool_path: Path,
     assert probe is not None
     _tool(tool_path, "mx-smi", text="")
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="suite.telemetry"):
+    with caplog.at_level(logging.WARNING, logger="suite.vendors.probes"):
         assert probe.read().memory_used_gib is None and probe.read().power_w is None
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from suite import names
-from suite.timing import PhaseClock, phase_metrics, process_start_time, throughputs
+from suite.engine.timing import PhaseClock, PhaseTimes, phase_metrics, process_start_time, throughputs
 
 
 class FakeClock:
@@ -107,13 +107,14 @@ def test_no_time_means_no_figure_not_zero_or_infinity() -> None:
 def test_reduction_across_ranks_keeps_the_order() -> None:
     """Rank 0 evaluates longest (it merges the shards), rank 1 computes longest: maxima of each rank's own loop
     time keep p_train <= p_core, where max(whole) - max(eval) would not."""
-    rank0 = [8.0, 10.0, 10.0 - 4.0, 5.0, 4.0]   # images, whole, loop, core, eval
-    rank1 = [8.0, 10.0, 10.0 - 1.0, 5.9, 1.0]
-    images = rank0[0] + rank1[0]
-    reduced = [max(a, b) for a, b in zip(rank0[1:], rank1[1:], strict=True)]
-    metrics = phase_metrics(images, *reduced)
-    assert metrics[names.P_WHOLE] <= metrics[names.P_TRAIN] <= metrics[names.P_CORE]
+    rank0 = PhaseTimes(images=8.0, whole_s=10.0, loop_s=10.0 - 4.0, core_s=5.0, eval_s=4.0, core_unsynced_s=3.0)
+    rank1 = PhaseTimes(images=8.0, whole_s=10.0, loop_s=10.0 - 1.0, core_s=5.9, eval_s=1.0, core_unsynced_s=4.0)
+    job = PhaseTimes.combined([rank0, rank1])
+    metrics = job.metrics()
+    assert job.images == 16 and metrics[names.P_WHOLE] <= metrics[names.P_TRAIN] <= metrics[names.P_CORE]
     assert metrics[names.TRAIN_LOOP_TIME] == 9.0 and metrics[names.EVAL_TIME] == 4.0
+    assert metrics[names.P_CORE_UNSYNCED] == 16 / 4.0 and phase_metrics(16, 10, 9, 5.9, 4) == {
+        k: v for k, v in metrics.items() if k not in (names.P_CORE_UNSYNCED, names.CORE_UNSYNCED_TIME)}
 
 
 def test_process_start_is_in_the_past() -> None:

@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from suite import config, names, registry
-from suite.distributed import Collectives, DistContext
+from suite.engine.distributed import Collectives, DistContext
+from suite.engine.events import EventLog, read_events
+from suite.engine.hooks import TrackingHook
+from suite.engine.timing import PhaseClock
+from suite.engine.trainer import Trainer
 from suite.errors import NonFiniteLossError
-from suite.events import EventLog, read_events
-from suite.hooks import TrackingHook
-from suite.timing import PhaseClock
-from suite.tracking import MemoryTracker
-from suite.trainer import Trainer
+from suite.tracking.tracker import MemoryTracker
 from suite.vendors.cpu import CpuAdapter
 
 

@@ -7,42 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from suite.published import import_published, load_published
-from tests.conftest import REPO, run_cli
-
-
-class UiProcess:
-    """`python -m suite ui --port 0` in the background; `url` is what it printed."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "suite", "ui", "--port", "0", *args], cwd=REPO,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 180
-        line = ""
-        while time.monotonic() < deadline and "http://" not in line:
-            line = self.process.stdout.readline()
-            if not line and self.process.poll() is not None:
-                raise AssertionError(self.process.stderr.read())
-        assert "http://" in line, line
-        self.announcement = line.strip()
-        self.url = line.split(": ", 1)[1].split()[0]
-        self.port = int(self.url.rsplit(":", 1)[1])
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+from suite.results.published import import_published, load_published
+from tests.helpers import UiProcess, run_cli
 
 
 def _process_tree(root: int) -> set[int]:

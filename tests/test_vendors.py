@@ -12,12 +12,15 @@ import pytest
 import torch
 
 from suite.errors import ConfigError, RunError, VendorUnavailableError
-from suite.vendors.base import GIB
+from suite.names import GIB
 from suite.vendors.cpu import CpuAdapter
 from suite.vendors.cuda import CudaAdapter
 from suite.vendors.kunlunxin import KunlunxinAdapter
 from suite.vendors.metax import TF32_ENV, MetaxAdapter
-from tests.conftest import search_runs
+from tests.helpers import LIGHT_SETTINGS, STANDINS, invoke, search_runs, tool_on_path
+
+TINY_RUN = ["train.mode=smoke", "train.max_steps=2", "data.workers=0", "hp.bs=2", "data.synthetic.train=4",
+            "data.synthetic.val=2", *LIGHT_SETTINGS]
 
 
 class FakeCudaModule:
@@ -122,15 +125,14 @@ def test_metax_precision_switch_is_in_place_before_the_runtime_starts(
         monkeypatch: pytest.MonkeyPatch, restore_tf32: None, tracking_uri: str, precision: str, switch: str) -> None:
     import time
 
-    from suite import runner
     from suite.config import resolve
+    from suite.launch import runner
 
     users_own = "1" if switch == "0" else "0"  # the user's shell says the opposite; the run must not inherit it
     monkeypatch.setenv(TF32_ENV, users_own)
     runtime = MacaRuntimeStandIn()
-    resolved = resolve("retinanet", "metax_c500", "1x1", [
-        "train.mode=smoke", f"train.precision={precision}", "train.max_steps=1", "data.workers=0", "hp.bs=2",
-        "data.synthetic.train=4", "data.synthetic.val=2", "model.min_size=64", "model.max_size=64"])
+    resolved = resolve("faster_rcnn", "metax_c500", "1x1", [*TINY_RUN, f"train.precision={precision}",
+                                                            "train.max_steps=1"])
     outcome = runner.run(resolved, synthetic=True, started_at=time.time(),
                          adapter=MetaxAdapterOnStandIn(device_module=runtime))
     assert outcome.status == "FINISHED"
@@ -142,10 +144,10 @@ def test_metax_precision_switch_is_in_place_before_the_runtime_starts(
     assert run.data.tags["bench.precision"] == precision
 
 
-def test_metax_env_that_contradicts_the_precision_is_bad_input(cli, tracking_uri: str) -> None:
-    result = cli("run", "--case", "retinanet", "--vendor", "metax_c500", "--synthetic", "--precision", "fp32",
+def test_metax_env_that_contradicts_the_precision_is_bad_input(tracking_uri: str) -> None:
+    result = invoke("run", "--case", "retinanet", "--vendor", "metax_c500", "--synthetic", "--precision", "fp32",
                  "--set", f"accelerator.env.{TF32_ENV}=1")
-    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.exit_code == 2, result.stderr[-2000:]
     assert f"--set: accelerator.env.{TF32_ENV}: '1' contradicts train.precision fp32" in result.stderr
     assert result.stderr.count("\n") == 1 and search_runs(tracking_uri) == []
 
@@ -174,11 +176,6 @@ def test_cpu_adapter_refuses_math_it_cannot_do() -> None:
         adapter.check_precision("tf32")
 
 
-STANDINS = Path(__file__).resolve().parent / "standins"
-SMI = Path(__file__).resolve().parent / "data" / "smi"
-TINY_RUN = ["train.mode=smoke", "train.max_steps=2", "data.workers=0", "hp.bs=2", "data.synthetic.train=4",
-            "data.synthetic.val=2", "model.min_size=64", "model.max_size=64"]
-
 
 @pytest.fixture
 def r300_xmlir(monkeypatch: pytest.MonkeyPatch) -> object:
@@ -192,12 +189,7 @@ def r300_xmlir(monkeypatch: pytest.MonkeyPatch) -> object:
 
 
 def _tool_on_path(monkeypatch: pytest.MonkeyPatch, folder: Path, name: str, recorded: str) -> None:
-    """A stand-in for a vendor's device tool: an executable that prints recorded real output."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(f"#!{sys.executable}\nimport sys\nsys.stdout.write(open({str(SMI / recorded)!r}).read())\n")
-    path.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", tool_on_path(folder, name, recorded)["PATH"])
 
 
 def test_kunlunxin_r300_run_end_to_end_on_the_torch_xmlir_stand_in(r300_xmlir: object, tracking_uri: str,
@@ -207,11 +199,11 @@ def test_kunlunxin_r300_run_end_to_end_on_the_torch_xmlir_stand_in(r300_xmlir: o
     stand-in `xpu-smi` printing recorded output."""
     import time
 
-    from suite import runner
     from suite.config import resolve
+    from suite.launch import runner
 
     _tool_on_path(monkeypatch, tmp_path / "bin", "xpu-smi", "xpu-smi_-m_P800_x2.txt")
-    resolved = resolve("retinanet", "kunlunxin_r300", "1x1", [*TINY_RUN, "hp.seed=7"])
+    resolved = resolve("faster_rcnn", "kunlunxin_r300", "1x1", [*TINY_RUN, "hp.seed=7"])
     outcome = runner.run(resolved, synthetic=True, started_at=time.time())
     assert outcome.status == "FINISHED"
     calls = r300_xmlir.calls
@@ -229,18 +221,21 @@ def test_kunlunxin_r300_run_end_to_end_on_the_torch_xmlir_stand_in(r300_xmlir: o
     assert metrics["mem_smi"] == pytest.approx(90440 / 1024) and metrics["device_temperature_max_c"] == 36
 
 
-def test_kunlunxin_without_xpu_synchronize_is_a_one_line_error(cli, tracking_uri: str) -> None:
-    result = cli("run", "--case", "faster_rcnn", "--vendor", "kunlunxin_r300", "--synthetic",
-                 env={"PYTHONPATH": str(STANDINS / "xmlir_without_sync")})
-    assert result.returncode == 2, result.stderr[-2000:]
+def test_kunlunxin_without_xpu_synchronize_is_a_one_line_error(tracking_uri: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(STANDINS / "xmlir_without_sync"))
+    monkeypatch.delitem(sys.modules, "torch_xmlir", raising=False)
+    result = invoke("run", "--case", "faster_rcnn", "--vendor", "kunlunxin_r300", "--synthetic")
+    sys.modules.pop("torch_xmlir", None)
+    assert result.exit_code == 2, result.stderr[-2000:]
     assert result.stderr.strip() == ("accelbench: error: this torch_xmlir lacks torch_xmlir.xpu.xpu_synchronize, "
                                      "which the kunlunxin adapter calls (the R200/R300-era API)")
     assert search_runs(tracking_uri) == []
 
 
-def test_kunlunxin_without_any_stack_fails_up_front(cli, tracking_uri: str) -> None:
-    result = cli("run", "--case", "faster_rcnn", "--vendor", "kunlunxin_r300", "--topology", "1x1", "--synthetic")
-    assert result.returncode == 2
+def test_kunlunxin_without_any_stack_fails_up_front(tracking_uri: str) -> None:
+    result = invoke("run", "--case", "faster_rcnn", "--vendor", "kunlunxin_r300", "--topology", "1x1", "--synthetic")
+    assert result.exit_code == 2
     assert result.stderr.strip().startswith("accelbench: error: the kunlunxin adapter needs Kunlunxin's PyTorch")
     assert len(result.stderr.strip().splitlines()) == 1
     assert search_runs(tracking_uri) == []
@@ -268,13 +263,13 @@ def test_metax_run_samples_the_device_tool_and_records_its_versions(
     """A metax_c500 run samples `mx-smi` (a stand-in printing recorded 2.2.9 output) like NVML on NVIDIA."""
     import time
 
-    from suite import runner
     from suite.config import resolve
+    from suite.launch import runner
 
     _tool_on_path(monkeypatch, tmp_path / "bin", "mx-smi", "mx-smi_2.2.9_C500_x8.txt")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # the process's device 0 is the tool's device 3
     monkeypatch.setattr(torch, "__version__", "2.6.0+metax3.3.0.15")  # the MACA build's version string
-    resolved = resolve("retinanet", "metax_c500", "1x1", [*TINY_RUN, "train.precision=fp32",
+    resolved = resolve("faster_rcnn", "metax_c500", "1x1", [*TINY_RUN, "train.precision=fp32",
                                                           "tracking.telemetry_interval_s=0.1"])
     outcome = runner.run(resolved, synthetic=True, started_at=time.time(),
                          adapter=MetaxAdapterOnStandIn(device_module=MacaRuntimeStandIn()))

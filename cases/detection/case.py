@@ -29,14 +29,16 @@ from cases.detection.data import (
 )
 from cases.detection.evaluator import CocoEvaluator, check_backend
 from cases.detection.models import check_detector_kwargs, check_resnet50_weights, resnet50_fpn
+from cases.detection.settings import DetectionModelSettings
 from cases.detection.synthetic import COMPLETE_MARKER as SYNTHETIC_COMPLETE_MARKER
+from cases.detection.synthetic import SyntheticSpec, ensure_dataset, write_dataset
 from cases.detection.weights import verify_weights_file
 from suite import names
 from suite.config import BenchConfig
-from suite.distributed import Collectives, DistContext
+from suite.engine.distributed import Collectives, DistContext
 from suite.errors import ConfigError
 from suite.progress import Progress
-from suite.provenance import DatasetRecord, fingerprint_files
+from suite.tracking.provenance import DatasetRecord, fingerprint_files
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ Batch = tuple[tuple[torch.Tensor, ...], tuple[dict[str, torch.Tensor], ...]]
 class DetectionCase:
     """Base of the three COCO detection cases."""
 
+    model_settings: ClassVar[type[DetectionModelSettings]] = DetectionModelSettings  # the `model:` section
     name: ClassVar[str]
     iou_types: ClassVar[tuple[str, ...]] = ("bbox",)
     needs_masks: ClassVar[bool] = False
@@ -69,9 +72,7 @@ class DetectionCase:
                               f"(available: {', '.join(self.backbones)})", key="model.backbone")
         check_detector_kwargs(self.detector_class, model.detector_kwargs)
         check_backend(self.config.eval.backend)
-        if model.backbone_weights is not None:
-            self.weights_sha256 = verify_weights_file(Path(model.backbone_weights))
-            self.check_weights(Path(model.backbone_weights))
+        self.weights_sha256 = self.verify_weights()
         check_root(data_root)
         data = self.config.data
         self.train_set = CocoDetection(data_root, "train", with_masks=self.needs_masks,
@@ -81,9 +82,40 @@ class DetectionCase:
             check_image_files(dataset)
         check_labels(self.train_set, model.num_classes)
 
+    def verify_weights(self) -> str | None:
+        """The backbone file's SHA-256, after checking its name's hash and that it loads into the backbone; None
+        for random init."""
+        path = self.weights_file
+        if path is None:
+            return None
+        digest = verify_weights_file(path)
+        self.check_weights(path)
+        return digest
+
     def check_weights(self, path: Path) -> None:
         """The backbone file holds weights this case can load (a ResNet-50 state dict for the built-in cases)."""
         check_resnet50_weights(path)
+
+    # --- synthetic data and the doctor's probe ------------------------------------------------------------------
+    @classmethod
+    def write_synthetic(cls, out: Path, *, train: int, val: int, width: int, height: int, seed: int = 0) -> None:
+        """`accelbench make-data`: a COCO2017-layout dataset of coloured shapes this case can learn."""
+        write_dataset(out, SyntheticSpec(train, val, width, height, seed))
+
+    def synthetic_root(self) -> Path:
+        """The run's synthetic dataset (`data.synthetic` settings), generated on first use and cached."""
+        return ensure_dataset(SyntheticSpec(**self.config.data.synthetic.model_dump()))
+
+    @property
+    def weights_file(self) -> Path | None:
+        """The local backbone weights this run loads, or None for random init."""
+        weights = self.config.model.backbone_weights
+        return Path(weights) if weights is not None else None
+
+    @staticmethod
+    def probe_settings(side: int) -> list[str]:
+        """`--set` flags for one tiny training step (`accelbench doctor`): small images, random init."""
+        return [f"model.min_size={side}", f"model.max_size={side}", "model.backbone_weights=null"]
 
     def dataset_record(self, root: Path) -> DatasetRecord | None:
         """The annotation files' fingerprints and the image counts this run uses (after dropping empty images)."""

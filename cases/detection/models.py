@@ -17,7 +17,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
-from suite.config import ModelSettings
+from cases.detection.settings import DetectionModelSettings
 from suite.errors import ConfigError, WeightsError, did_you_mean, one_line
 
 ALL_RESNET_LAYERS = 5
@@ -108,7 +108,7 @@ def check_resnet50_weights(path: Path) -> None:
                            f"{' '.join(str(e).split())[:300]}") from e
 
 
-def resnet50_fpn(settings: ModelSettings, *, returned_layers: list[int] | None = None,
+def resnet50_fpn(settings: DetectionModelSettings, *, returned_layers: list[int] | None = None,
                  extra_blocks: Callable[[], ExtraFPNBlock] | None = None) -> tuple[BackboneWithFPN, int]:
     """A ResNet-50-FPN body as torchvision builds it; returns it with the number of trainable stages used.
 

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from suite.errors import WeightsError
-from suite.provenance import sha256_of
+from suite.tracking.provenance import sha256_of
 
 __all__ = ["HASH_IN_NAME", "sha256_of", "verify_weights_file"]
 

@@ -12,8 +12,6 @@ import torch
 from suite.errors import ConfigError
 from suite.precision import REFERENCE_PRECISIONS, profile
 
-GIB = 1024**3
-
 
 class VendorAdapter(ABC):
     """What the trainer needs from an accelerator stack. Subclasses import vendor-only modules lazily."""
@@ -92,7 +90,7 @@ class VendorAdapter(ABC):
         """Accelerator model, count and memory per device for the environment record."""
 
     def device_probe(self, index: int) -> Any | None:
-        """A `suite.telemetry.DeviceProbe` for this process's device `index` (mapped to the physical device the
+        """A `suite.engine.telemetry.DeviceProbe` for this process's device `index` (mapped to the physical device the
         vendor's library or tool lists), or None where the vendor exposes no telemetry here."""
         return None
 

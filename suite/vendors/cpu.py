@@ -13,9 +13,10 @@ from typing import ClassVar
 
 import torch
 
-from suite.environment import cpu_model, host_memory_bytes
+from suite.names import GIB
 from suite.precision import profile
-from suite.vendors.base import GIB, VendorAdapter
+from suite.vendors.base import VendorAdapter
+from suite.vendors.host import cpu_model, host_memory_bytes
 
 
 class CpuAdapter(VendorAdapter):

@@ -10,8 +10,9 @@ from typing import Any, ClassVar
 import torch
 
 from suite.errors import VendorUnavailableError
+from suite.names import GIB
 from suite.precision import REFERENCE_PRECISIONS, profile
-from suite.vendors.base import GIB, VendorAdapter
+from suite.vendors.base import VendorAdapter
 
 
 class CudaAdapter(VendorAdapter):
@@ -115,7 +116,7 @@ class CudaAdapter(VendorAdapter):
         return versions
 
     def device_probe(self, index: int) -> Any | None:
-        from suite.telemetry import NvmlProbe
+        from suite.vendors.probes import NvmlProbe
 
         uuid = getattr(self.cuda.get_device_properties(index), "uuid", None)
         return NvmlProbe.open(str(uuid) if uuid is not None else None, index)

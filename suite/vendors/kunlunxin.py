@@ -7,7 +7,7 @@ Two generations are public:
     torch.cuda   XPyTorch (P800 and later), which registers the XPU as a CUDA device
 The path taken is recorded as the `math.kunlunxin_api` tag. A function the stack lacks is a one-line error before
 any run exists, naming it. Telemetry comes from `xpu-smi -m`, else the `xpu_smi` table (read by header), else the
-fields FlagPerf's published R300 recipe reads off it (suite.smi).
+fields FlagPerf's published R300 recipe reads off it (suite.vendors.smi).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Any, ClassVar
 import torch
 
 from suite.errors import VendorUnavailableError
-from suite.smi import R300_PIPELINE, read_flagperf_r300_fields, read_table, read_xpu_smi_machine
-from suite.telemetry import ToolCommand, ToolProbe, physical_index
-from suite.vendors.base import GIB, VendorAdapter
+from suite.names import GIB
+from suite.vendors.base import VendorAdapter
+from suite.vendors.probes import ToolCommand, ToolProbe, physical_index
+from suite.vendors.smi import R300_PIPELINE, read_flagperf_r300_fields, read_table, read_xpu_smi_machine
 
 XMLIR_MODULE = "torch_xmlir"
 API_XMLIR = "torch_xmlir"

@@ -1,10 +1,10 @@
 """MetaX C500 (MACA): a CUDA-compatible PyTorch build, with TF32 switched by the METAX_USE_TF32 env var.
 
 MACA reads the switch when its runtime initialises, so it is not set here: `precision_env` names it, and the runner
-puts it in place before the first device call (suite.runner.run_environment). `set_math_flags` only checks that it
-is in effect and reports it. Telemetry and the driver/MACA versions come from MetaX's `pymxsml` binding where it
-imports, else from the `mx-smi` tool (its table read by header, suite.smi); the MACA build of torch names its MACA
-release in its version string (`2.6.0+metax3.3.0.x`).
+puts it in place before the first device call (suite.launch.runner.run_environment). `set_math_flags` only checks
+that it is in effect and reports it. Telemetry and the driver/MACA versions come from MetaX's `pymxsml` binding where
+it imports, else from the `mx-smi` tool (its table read by header, suite.vendors.smi); the MACA build of torch names
+its MACA release in its version string (`2.6.0+metax3.3.0.x`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import torch
 
 from suite.errors import RunError
 from suite.precision import REFERENCE_PRECISIONS, profile
-from suite.smi import read_table
-from suite.telemetry import PymxsmlProbe, ToolCommand, ToolProbe, physical_index
 from suite.vendors.cuda import CudaAdapter
+from suite.vendors.probes import PymxsmlProbe, ToolCommand, ToolProbe, physical_index
+from suite.vendors.smi import read_table
 
 TF32_ENV = "METAX_USE_TF32"
 MX_SMI = ToolCommand("mx-smi", ["mx-smi"], read_table, "mx-smi")

@@ -1,0 +1,74 @@
+"""`accelbench ui`: the MLflow UI on loopback for the store this machine's runs went to.
+
+The store is the one `accelbench run` records into: `MLFLOW_TRACKING_URI` when set, else MLflow's default
+`sqlite:///mlflow.db` in the current folder. A tracking server (`http(s)://...`) already serves its own UI, so
+then only its address is printed. The server listens on 127.0.0.1 only; reach it from another machine through an
+SSH tunnel (`ssh -L 5000:127.0.0.1:5000 host`), never by opening the port.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from suite.errors import BenchError
+from suite.launch.mlflow_server import LOOPBACK, MlflowServer, free_port
+from suite.redaction import redact_uri
+
+HOST = LOOPBACK
+STARTUP_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Store:
+    uri: str
+    remote: bool  # a tracking server with its own UI
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        prefix = "sqlite:///"
+        return Path(self.uri[len(prefix):]) if self.uri.startswith(prefix) else None
+
+
+def tracking_store() -> Store:
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    return Store(uri, uri.startswith(("http://", "https://", "databricks")))
+
+
+def check_port(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            raise BenchError(f"--port {port}: already in use on {HOST}; choose another port (--port 0 picks a "
+                             f"free one)") from None
+
+
+def serve(port: int, workers: int, announce: Callable[[str], None], *, server_log: bool = False) -> int:
+    """Run the UI until Ctrl-C/SIGTERM; returns the exit code. `announce` prints the user-facing lines; the
+    server's own request log goes to the console with `server_log`, else to a file named on failure."""
+    store = tracking_store()
+    if store.remote:
+        announce(f"runs are recorded on the tracking server {redact_uri(store.uri)}: open it in a browser (it "
+                 f"serves the UI)")
+        return 0
+    if store.sqlite_file is not None and not store.sqlite_file.is_file():
+        announce(f"note: {store.sqlite_file} does not exist yet: the UI starts empty until a run is recorded "
+                 f"(e.g. `accelbench smoke` in this folder)")
+    port = port or free_port()
+    check_port(port)
+    log = None if server_log else Path(tempfile.gettempdir()) / f"accelbench-ui-{port}.log"
+    server = MlflowServer(store.uri, port=port, workers=workers, log=log)
+    try:
+        server.start(STARTUP_TIMEOUT_S)
+        announce(f"MLflow UI for {redact_uri(store.uri)}: {server.uri}  (listening on {HOST} only; Ctrl-C stops it)")
+        return server.wait()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through suite.launch.signals: a normal way to stop the UI
+        return 0
+    finally:
+        server.stop()

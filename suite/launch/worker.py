@@ -1,0 +1,36 @@
+"""One rank of a multi-process job: what torchrun starts on every device (`python -m suite worker SPEC`)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from suite.config import resolve
+from suite.engine.distributed import DistContext
+from suite.errors import RunError
+from suite.launch.launcher import WorkerSpec
+
+
+class TerminatedError(RunError):
+    """torchrun stopped this rank (another rank failed, or the job was interrupted)."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise TerminatedError(f"stopped by {signal.Signals(signum).name}")
+
+
+@record  # torchrun's failure summary then carries this rank's exception message
+def run_worker(spec_file: Path) -> None:
+    # Turn torchrun's SIGTERM into an exception so rank 0 still ends the MLflow run with what it measured.
+    signal.signal(signal.SIGTERM, _terminate)
+    spec = WorkerSpec.read(spec_file)
+    resolved = resolve(spec.case, spec.vendor, spec.topology, spec.overrides, [Path(f) for f in spec.config_files])
+    from suite.launch import runner
+
+    prepared = runner.prepare(resolved, data_root=Path(spec.data_root) if spec.data_root else None,
+                              synthetic=spec.synthetic)
+    runner.execute(prepared, started_at=spec.started_at, context=DistContext.from_env(),
+                   run_dir=Path(spec.run_dir), extra_tags=spec.extra_tags)

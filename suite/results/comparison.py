@@ -1,0 +1,224 @@
+"""The published-page comparison tables: measured and published rows side by side, repeats reduced to their
+median with their spread, ratios to a baseline accelerator on one p_core definition, scaling efficiency and whether
+convergence rows reached their targets.
+
+    >>> from suite import results
+    >>> comparison = results.compare(case="faster_rcnn", baseline="nvidia_a100")
+    >>> comparison.table, comparison.scaling
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from suite import names
+from suite.config import case_defaults
+from suite.errors import BenchError
+from suite.results.query import _as_list, runs
+from suite.results.scaling import THROUGHPUTS, efficiencies
+from suite.topology import parse_topology
+
+# The comparison table: one row per group of repeats.
+GROUP_KEYS = ("case", "source", "vendor", "accelerator", "topology", "precision", "fix_hp", "mode", "bs", "lr")
+TABLE_METRICS = (names.E2E_TIME, names.P_WHOLE, names.P_TRAIN, names.P_CORE, names.P_CORE_UNSYNCED, names.MAP,
+                 names.MAP_SEGM, names.MEM, names.MEM_TOTAL, names.MEM_SMI)
+# How each source timed p_core: measured runs synchronise the device at the window edges; the published pages used
+# a host clock that stops when optimizer.step() returns (measured runs record that figure too, as p_core_unsynced).
+TIMING = {names.SOURCE_MEASURED: "synchronised", names.SOURCE_PUBLISHED: "host clock"}
+DEFAULT_BASELINE = "nvidia_a100"
+
+
+@dataclass
+class Comparison:
+    """The comparison tables of `compare`.
+
+    table     one row per group of repeats (GROUP_KEYS): `n` runs, the median of each metric with `<metric>_min`,
+              `<metric>_max` and `<metric>_spread` ((max - min) / median), `p_core_timing` (how the row's p_core was
+              timed), the throughput ratios to the baseline (`<metric>_vs_baseline`; p_core on the host-clock
+              definition when the two rows were timed differently; `baseline` names the row used), and `scaling`
+              (p_core efficiency)
+    scaling   efficiencies per (case, source, vendor, precision, bs) and topology, for p_whole/p_train/p_core
+    runs      the runs the tables were built from
+    """
+
+    table: pd.DataFrame
+    scaling: pd.DataFrame
+    runs: pd.DataFrame
+    baseline: str
+
+
+def compare(case: str | Sequence[str] | None = None, vendors: Sequence[str] | None = None,
+            baseline: str = DEFAULT_BASELINE, runs_frame: pd.DataFrame | None = None, **filters: Any) -> Comparison:
+    """The published-page comparison: measured and published rows side by side, ratios and scaling.
+
+    `runs_frame` reuses a frame from `runs()`; otherwise the runs are searched with `case`, `vendors` and any other
+    `runs()` filter.
+    """
+    frame = runs_frame if runs_frame is not None else runs(case=case, vendor=vendors, **filters)
+    if runs_frame is not None:
+        for column, values in (("case", _as_list(case)), ("vendor", _as_list(vendors))):
+            if values is not None:
+                frame = frame[frame[column].isin(values)]
+    table = _aggregate(frame)
+    scaling = _scaling(frame)
+    table = _attach_ratios(table, baseline)
+    table = _attach_scaling(table, scaling)
+    return Comparison(table=_sorted(table, baseline), scaling=scaling, runs=frame.reset_index(drop=True),
+                      baseline=baseline)
+
+
+def _blank_missing(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """A copy whose missing `keys` are "" (groupby drops missing keys; a blank fix_hp or lr is still a group)."""
+    keyed = frame.copy()
+    for key in keys:
+        keyed[key] = keyed[key].astype(object).where(keyed[key].notna(), "")
+    return keyed
+
+
+def _group_frame(frame: pd.DataFrame) -> Any:
+    return _blank_missing(frame, GROUP_KEYS).groupby(list(GROUP_KEYS), sort=False, dropna=False)
+
+
+def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for key, group in _group_frame(frame):
+        row: dict[str, Any] = dict(zip(GROUP_KEYS, key, strict=True))
+        row["n"] = len(group)
+        row["p_core_timing"] = TIMING.get(row["source"])
+        converged = {c for c in group["converged"] if isinstance(c, str)}
+        row["run_ids"] = ",".join(group["run_id"].astype(str))
+        row["precision_published"] = next((p for p in group["precision_published"] if isinstance(p, str)), None)
+        row["published_note"] = next((p for p in group["published_note"] if isinstance(p, str)), None)
+        for metric in TABLE_METRICS:
+            values = [float(v) for v in group[metric] if pd.notna(v)]
+            median = statistics.median(values) if values else None
+            row[metric] = median
+            row[f"{metric}_min"] = min(values) if values else None
+            row[f"{metric}_max"] = max(values) if values else None
+            row[f"{metric}_spread"] = ((max(values) - min(values)) / median) if values and median else None
+        row["target_met"] = _target_met(row, converged)
+        rows.append(row)
+    columns = [*GROUP_KEYS, "n", "p_core_timing", "target_met", "precision_published", "published_note", "run_ids",
+               *[f"{m}{suffix}" for m in TABLE_METRICS for suffix in ("", "_min", "_max", "_spread")]]
+    table = pd.DataFrame(rows, columns=columns)
+    for key in ("bs", "lr", "fix_hp"):
+        table[key] = table[key].replace("", None)
+    return table
+
+
+def case_targets(case: str) -> dict[str, float]:
+    """The case's convergence targets (layer 1: cases/<case>/defaults.yaml `train.targets`), e.g. {"bbox": 0.36}."""
+    try:
+        defaults = case_defaults(case)  # read once per process, not once per table row
+    except BenchError:  # a case this installation does not have: no targets to judge by
+        return {}
+    return {k: float(v) for k, v in (defaults.get("train") or {}).get("targets", {}).items()}
+
+
+def _target_met(row: dict[str, Any], converged: set[str]) -> bool | None:
+    """Convergence rows only: did the result reach every target of its case? (None where it cannot be told.)"""
+    if row["mode"] != "convergence":
+        return None
+    if converged:  # a measured run judged itself at every evaluation
+        return converged == {"true"}
+    targets = case_targets(row["case"])
+    values = {iou: row.get(names.IOU_TYPE_METRIC.get(iou, iou)) for iou in targets}
+    if not targets or any(v is None or pd.isna(v) for v in values.values()):
+        return None
+    return all(values[iou] >= target for iou, target in targets.items())
+
+
+def _baseline_row(row: pd.Series, candidates: pd.DataFrame) -> pd.Series | None:
+    """The baseline row to divide by: same case/topology/precision, then the closest settings."""
+    pool = candidates[(candidates["case"] == row["case"]) & (candidates["topology"] == row["topology"])
+                      & (candidates["precision"] == row["precision"]) & candidates[names.P_CORE].notna()]
+    for column in ("bs", "lr", "source", "mode", "fix_hp"):
+        narrower = pool[pool[column] == row[column]]
+        if len(narrower):
+            pool = narrower
+    if len(pool) == 1:
+        return pool.iloc[0]
+    return None  # no baseline, or several equally close ones: leave the ratio blank rather than guess
+
+
+def _host_clock_p_core(row: pd.Series) -> float | None:
+    if row["p_core_timing"] == TIMING[names.SOURCE_PUBLISHED]:
+        return row[names.P_CORE]
+    return row[names.P_CORE_UNSYNCED]
+
+
+def _attach_ratios(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    table = table.copy()
+    candidates = table[table["vendor"] == baseline]
+    labels, ratios = [], {m: [] for m in THROUGHPUTS}
+    for _, row in table.iterrows():
+        base = _baseline_row(row, candidates)
+        fix_hp = "/" if base is None or not isinstance(base["fix_hp"], str) else base["fix_hp"]
+        labels.append(None if base is None else f"{base['vendor']} {base['topology']} {fix_hp} ({base['source']})")
+        for metric in THROUGHPUTS:
+            mine, theirs = (row[metric], base[metric]) if base is not None else (None, None)
+            if metric == names.P_CORE and base is not None and row["p_core_timing"] != base["p_core_timing"]:
+                # Compare on one definition: the host clock, which both sides have.
+                mine, theirs = _host_clock_p_core(row), _host_clock_p_core(base)
+            value = None
+            if mine is not None and theirs is not None and pd.notna(mine) and pd.notna(theirs) and theirs:
+                value = mine / theirs
+            ratios[metric].append(value)
+    # Name the baseline row only where a ratio was computed from it.
+    table["baseline"] = [label if any(ratios[m][i] is not None for m in THROUGHPUTS) else None
+                         for i, label in enumerate(labels)]
+    for metric in THROUGHPUTS:
+        table[f"{metric}_vs_baseline"] = pd.Series(ratios[metric], index=table.index, dtype=float)
+    return table
+
+
+def _scaling(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    keys = ["case", "source", "vendor", "precision", "bs"]
+    for key, group in _blank_missing(frame, keys).groupby(keys, sort=False):
+        per_metric = {}
+        for metric in THROUGHPUTS:
+            by_topology: dict[str, list[float]] = {}
+            for topology, value in zip(group["topology"], group[metric], strict=True):
+                if pd.notna(value):
+                    by_topology.setdefault(topology, []).append(float(value))
+            per_metric[metric] = efficiencies(by_topology)
+        for topology in sorted({t for e in per_metric.values() for t in e}, key=parse_topology):
+            nodes, per_node = parse_topology(topology)
+            row = dict(zip(keys, key, strict=True))
+            row["topology"] = topology
+            row["reference"] = "1x1" if nodes == 1 else f"1x{per_node}"
+            row.update({metric: per_metric[metric].get(topology) for metric in THROUGHPUTS})
+            rows.append(row)
+    scaling = pd.DataFrame(rows, columns=[*keys, "topology", "reference", *THROUGHPUTS])
+    scaling["bs"] = scaling["bs"].replace("", None)
+    return scaling
+
+
+def _attach_scaling(table: pd.DataFrame, scaling: pd.DataFrame) -> pd.DataFrame:
+    table = table.copy()
+    lookup = {(r.case, r.source, r.vendor, r.precision, r.bs, r.topology): r.p_core
+              for r in scaling.itertuples() if pd.notna(r.p_core)}
+    table["scaling"] = [lookup.get((r.case, r.source, r.vendor, r.precision, r.bs, r.topology))
+                        for r in table.itertuples()]
+    table["scaling"] = table["scaling"].astype(float)
+    return table
+
+
+def _sorted(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    if table.empty:
+        return table.reset_index(drop=True)
+    order = table.assign(
+        _base=table["vendor"] != baseline,
+        _topology=table["topology"].map(lambda t: parse_topology(t) if t else (0, 0)),
+        _published=table["source"] != names.SOURCE_PUBLISHED,
+    )
+    order = order.sort_values(["case", "_base", "vendor", "_topology", "_published", "bs"], kind="stable")
+    return order.drop(columns=["_base", "_topology", "_published"]).reset_index(drop=True)
+
+

@@ -1,0 +1,337 @@
+"""Render a `suite.results.query.Comparison` as the published pages show results, and record it as a comparison run.
+
+Outputs (all written to one folder and logged as artifacts of a run tagged `bench.kind=comparison`):
+    comparison.md              a section per case: the results table, notes, scaling table
+    comparison.csv             every column of the comparison table (medians, min, max, spread, ratios)
+    comparison.html            self-contained (inline CSS, charts embedded), opens from disk or the MLflow UI
+    throughput_<case>.png      p_core per accelerator and topology
+    map_curves_<case>.png      mAP per epoch of measured runs, published final mAPs as dashed lines
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from suite import names
+from suite.results.comparison import Comparison
+from suite.results.query import map_history
+from suite.results.scaling import THROUGHPUTS
+from suite.tables import markdown_table, render_table
+from suite.tracking.client import tag_clause
+
+MAX_CURVE_RUNS = 40  # per case: the newest convergence/smoke runs get an mAP curve
+DESCRIPTION_LIMIT = 7000  # MLflow tag values hold 8000 characters; the rest is for the links
+
+
+def format_number(value: Any) -> str:
+    """Four significant digits, never scientific, trailing zeros dropped: 14086, 144.3, 45.26, 0.3529."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    value = float(value)
+    if value == 0:
+        return "0"
+    digits = math.floor(math.log10(abs(value))) + 1
+    text = f"{value:.{max(0, 4 - digits)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _text(value: Any, default: str = "") -> str:
+    """A text cell; pandas may hand back NaN for a missing string."""
+    return value if isinstance(value, str) and value else default
+
+
+def display_rows(table: pd.DataFrame, baseline: str) -> list[dict[str, str]]:
+    """The comparison table's rows as text cells, in the published pages' columns."""
+    rows = []
+    for r in table.to_dict("records"):
+        precision = r["precision"]
+        if _text(r.get("precision_published"), precision) != precision:
+            precision = f"{precision} (page: {r['precision_published']})"
+        mean_ap = " && ".join(format_number(r[m]) for m in (names.MAP, names.MAP_SEGM) if _present(r[m]))
+        mem = ""
+        if _present(r[names.MEM]):
+            mem = f"{r[names.MEM]:.1f}" + (f"/{r[names.MEM_TOTAL]:.1f}" if _present(r[names.MEM_TOTAL]) else "")
+        spread = r[f"{names.P_CORE}_spread"]
+        rows.append({
+            "source": r["source"],
+            "vendor": r["vendor"],
+            "topology": r["topology"],
+            "precision": precision,
+            "fix_hp": _text(r["fix_hp"], "/"),
+            "mode": _text(r["mode"]),
+            "n": str(r["n"]),
+            names.E2E_TIME: format_number(r[names.E2E_TIME]),
+            names.P_WHOLE: format_number(r[names.P_WHOLE]),
+            names.P_TRAIN: format_number(r[names.P_TRAIN]),
+            names.P_CORE: format_number(r[names.P_CORE]),
+            "timing": "host" if r["p_core_timing"] == "host clock" else "sync",
+            "p_core_host": format_number(r[names.P_CORE_UNSYNCED]),
+            "spread": f"±{100 * spread / 2:.1f}%" if r["n"] > 1 and _present(spread) else "",
+            "mAP": mean_ap,
+            "target": {True: "met", False: "MISSED"}.get(r.get("target_met"), ""),
+            names.MEM: mem,
+            f"vs {baseline}": (f"{r[f'{names.P_CORE}_vs_baseline']:.2f}x"
+                               if _present(r[f"{names.P_CORE}_vs_baseline"]) else ""),
+            "scaling": f"{r['scaling']:.2f}" if _present(r["scaling"]) else "",
+        })
+    return rows
+
+
+def display_columns(baseline: str) -> tuple[str, ...]:
+    return ("source", "vendor", "topology", "precision", "fix_hp", "mode", "n", names.E2E_TIME, names.P_WHOLE,
+            names.P_TRAIN, names.P_CORE, "timing", "p_core_host", "spread", "mAP", "target", names.MEM,
+            f"vs {baseline}", "scaling")
+
+
+SCALING_COLUMNS = ("source", "vendor", "precision", "bs", "topology", "reference", *THROUGHPUTS)
+
+
+def _scaling_rows(scaling: pd.DataFrame) -> list[dict[str, str]]:
+    return [{"source": r["source"], "vendor": r["vendor"], "precision": r["precision"],
+             "bs": str(r["bs"]) if _present(r["bs"]) else "",
+             "topology": r["topology"], "reference": r["reference"],
+             **{m: f"{r[m]:.3f}" if _present(r[m]) else "" for m in THROUGHPUTS}}
+            for r in scaling.to_dict("records")]
+
+
+def _notes(table: pd.DataFrame) -> list[str]:
+    notes = []
+    for r in table.to_dict("records"):
+        if _text(r.get("published_note")):
+            notes.append(f"{r['vendor']} {r['topology']} (published): {r['published_note']}")
+    return notes
+
+
+LEGEND = ("`timing` says how a row's p_core was timed: `sync` (measured rows: a device synchronize at both window "
+          "edges) or `host` (the published pages: a host clock stopped when optimizer.step() returns, which bills "
+          "queued device work to data loading). `p_core_host` is a measured row's p_core on the published "
+          "definition. `spread` is half the min-max range of p_core over the `n` repeats; "
+          "`vs` is the p_core ratio to the baseline accelerator at the same case, topology and precision, taken on "
+          "the host-clock definition when the two rows were timed differently; `target` says whether a convergence "
+          "row reached every mAP target of its case; "
+          "`scaling` is p(1xN)/(N p(1x1)) within a node and p(2xN)/(2 p(1xN)) across nodes.")
+
+
+def terminal_report(comparison: Comparison) -> str:
+    parts = []
+    columns = display_columns(comparison.baseline)
+    for case, table in comparison.table.groupby("case", sort=False):
+        parts.append(f"== {case} ==")
+        parts.append(render_table(display_rows(table, comparison.baseline), columns))
+        parts.extend(f"  note: {note}" for note in _notes(table))
+        scaling = comparison.scaling[comparison.scaling["case"] == case]
+        if len(scaling):
+            parts.append("scaling efficiency:")
+            parts.append(render_table(_scaling_rows(scaling), SCALING_COLUMNS))
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def markdown_report(comparison: Comparison) -> str:
+    parts = ["# Comparison", "", f"Baseline: **{comparison.baseline}**. {LEGEND}", ""]
+    columns = display_columns(comparison.baseline)
+    for case, table in comparison.table.groupby("case", sort=False):
+        parts += [f"## {case}", "", markdown_table(display_rows(table, comparison.baseline), columns), ""]
+        parts += [f"- {note}" for note in _notes(table)]
+        scaling = comparison.scaling[comparison.scaling["case"] == case]
+        if len(scaling):
+            parts += ["", "Scaling efficiency:", "", markdown_table(_scaling_rows(scaling), SCALING_COLUMNS)]
+        parts.append("")
+    return "\n".join(parts)
+
+
+# --- charts -------------------------------------------------------------------------------------------------
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, ax: Any, title: str, path: Path) -> Path:
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def _series_label(r: dict[str, Any]) -> str:
+    return f"{r['vendor']} {r['precision']} {_text(r['fix_hp'], '/')} ({r['source']})"
+
+
+def throughput_chart(table: pd.DataFrame, case: str, path: Path) -> Path | None:
+    """Grouped bars: p_core per topology, one bar per accelerator/settings/source."""
+    rows = [r for r in table.to_dict("records") if _present(r[names.P_CORE])]
+    if not rows:
+        return None
+    from suite.topology import parse_topology
+
+    plt = _pyplot()
+
+    topologies = sorted({r["topology"] for r in rows}, key=parse_topology)
+    series: dict[str, dict[str, float]] = {}
+    for r in rows:
+        series.setdefault(_series_label(r), {})[r["topology"]] = r[names.P_CORE]
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(topologies) + 2), 4.2))
+    for index, (label, values) in enumerate(series.items()):
+        xs = [i + (index - (len(series) - 1) / 2) * width for i, t in enumerate(topologies) if t in values]
+        ys = [values[t] for t in topologies if t in values]
+        bars = ax.bar(xs, ys, width=width, label=label)
+        ax.bar_label(bars, labels=[format_number(y) for y in ys], fontsize=7)
+    ax.set_xticks(range(len(topologies)), topologies)
+    ax.set_ylabel("p_core (images/s)")
+    return _save(fig, ax, f"{case}: p_core per accelerator and topology", path)
+
+
+def map_chart(table: pd.DataFrame, history: pd.DataFrame, runs: pd.DataFrame, case: str, path: Path) -> Path | None:
+    """mAP per epoch of measured runs; published final mAPs as dashed horizontal lines."""
+    published = [r for r in table.to_dict("records")
+                 if r["source"] == names.SOURCE_PUBLISHED and _present(r[names.MAP])]
+    if history.empty and not published:
+        return None
+    fig, ax = _pyplot().subplots(figsize=(7, 4.2))
+    info = runs.set_index("run_id")
+    for (run_id, metric), points in history.groupby(["run_id", "metric"], sort=False):
+        r = info.loc[run_id]
+        style = "-" if metric == names.MAP else "--"
+        ax.plot(points["epoch"], points["value"], style, marker="o", markersize=3,
+                label=f"{r['vendor']} {r['topology']} r{r['round']} {metric}")
+    curves = history.groupby(["run_id", "metric"]).ngroups if not history.empty else 0
+    for index, r in enumerate(published):  # a final value without its epochs: a level to reach, not a curve
+        label = (f"{r['vendor']} {r['topology']} {_text(r['fix_hp'], '/')} published final "
+                 f"{format_number(r[names.MAP])}")
+        ax.axhline(r[names.MAP], linestyle=":", linewidth=1.2, label=label, color=f"C{(curves + index) % 10}")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    last_epoch = int(history["epoch"].max()) if not history.empty else 1
+    ax.set_xlim(0, max(1, last_epoch) + 0.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mAP")
+    return _save(fig, ax, f"{case}: mAP per epoch", path)
+
+
+# --- HTML ---------------------------------------------------------------------------------------------------
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; white-space: nowrap; }
+th { background: #f0f0f0; }
+td.text { text-align: left; }
+tr.published td { background: #f7f3e8; }
+tr.measured td { background: #eef5ee; }
+p.legend, li { font-size: 13px; color: #444; max-width: 70em; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 1em 0.5em 0; }
+"""
+_TEXT_COLUMNS = {"source", "vendor", "topology", "precision", "fix_hp", "mode", "reference"}
+
+
+def _html_table(rows: Sequence[dict[str, str]], columns: Sequence[str], row_class: str | None = None) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for r in rows:
+        css = f' class="{html.escape(r[row_class])}"' if row_class else ""
+        cells = "".join(f'<td{" class=text" if c in _TEXT_COLUMNS else ""}>{html.escape(r.get(c, ""))}</td>'
+                        for c in columns)
+        body.append(f"<tr{css}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def html_report(comparison: Comparison, charts: dict[str, list[Path]]) -> str:
+    sections = []
+    columns = display_columns(comparison.baseline)
+    for case, table in comparison.table.groupby("case", sort=False):
+        section = [f'<h2 id="{html.escape(case)}">{html.escape(case)}</h2>',
+                   _html_table(display_rows(table, comparison.baseline), columns, row_class="source")]
+        notes = _notes(table)
+        if notes:
+            section.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+        scaling = comparison.scaling[comparison.scaling["case"] == case]
+        if len(scaling):
+            section += ["<h3>Scaling efficiency</h3>", _html_table(_scaling_rows(scaling), SCALING_COLUMNS)]
+        for chart in charts.get(case, []):
+            data = base64.b64encode(chart.read_bytes()).decode()
+            section.append(f'<img alt="{html.escape(chart.stem)}" src="data:image/png;base64,{data}">')
+        sections.append("\n".join(section))
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>accelbench comparison</title>"
+            f"<style>{_CSS}</style></head><body>\n<h1>accelbench comparison</h1>\n"
+            f"<p class=\"legend\">Baseline: <b>{html.escape(comparison.baseline)}</b>. {html.escape(LEGEND)}</p>\n"
+            + "\n".join(sections) + "\n</body></html>\n")
+
+
+# --- writing and recording ----------------------------------------------------------------------------------
+@dataclass
+class ReportFiles:
+    folder: Path
+    files: list[Path] = field(default_factory=list)
+
+
+def write_report(comparison: Comparison, folder: Path, tracking_uri: str | None = None) -> ReportFiles:
+    folder.mkdir(parents=True, exist_ok=True)
+    report = ReportFiles(folder)
+    charts: dict[str, list[Path]] = {}
+    for case, table in comparison.table.groupby("case", sort=False):
+        case_runs = comparison.runs[comparison.runs["case"] == case]
+        curve_runs = case_runs[(case_runs["source"] == names.SOURCE_MEASURED)
+                               & case_runs["mode"].isin(["convergence", "smoke"])].head(MAX_CURVE_RUNS)
+        history = map_history(list(curve_runs["run_id"]), tracking_uri)
+        made = [throughput_chart(table, case, folder / f"throughput_{case}.png"),
+                map_chart(table, history, case_runs, case, folder / f"map_curves_{case}.png")]
+        charts[case] = [p for p in made if p is not None]
+    (folder / "comparison.md").write_text(markdown_report(comparison), encoding="utf-8")
+    comparison.table.to_csv(folder / "comparison.csv", index=False)
+    (folder / "comparison.html").write_text(html_report(comparison, charts), encoding="utf-8")
+    report.files = [folder / "comparison.md", folder / "comparison.csv", folder / "comparison.html",
+                    *[p for paths in charts.values() for p in paths]]
+    return report
+
+
+def record_comparison_run(comparison: Comparison, report: ReportFiles, experiment: str) -> str:
+    """One run tagged bench.kind=comparison holding the report files; its description is the Markdown table.
+
+    Through the tracker (the client API): under `mlflow run` it attaches to the project's run (MLFLOW_RUN_ID).
+    """
+    from suite.tracking.run_page import search_link
+    from suite.tracking.tracker import MlflowTracker
+
+    cases = sorted(comparison.table["case"].unique())
+    vendors = sorted(comparison.table["vendor"].unique())
+    description = markdown_report(comparison)
+    if len(description) > DESCRIPTION_LIMIT:
+        description = description[:DESCRIPTION_LIMIT] + "\n\n(truncated: see comparison.md in the artifacts)"
+    tracker = MlflowTracker.start(experiment=experiment, run_name=f"comparison/{'+'.join(cases)}", tags={
+        names.TAG_KIND: names.KIND_COMPARISON,
+        names.TAG_CASES: ",".join(cases),
+        names.TAG_VENDORS: ",".join(vendors),
+        names.TAG_BASELINE: comparison.baseline,
+    })
+    status = "FAILED"
+    try:
+        # The description is set once the run exists: its links name the experiment the run landed in.
+        links = " · ".join(search_link(tracker.experiment_id or "0", f"the {case} runs",
+                                       tag_clause(names.TAG_CASE, case)) for case in cases)
+        tracker.set_tags({names.TAG_DESCRIPTION: f"**Runs compared:** {links}\n\n{description}"})
+        tracker.log_metrics({"compared_runs": len(comparison.runs), "table_rows": len(comparison.table)})
+        for path in report.files:
+            tracker.log_artifact(path)
+        status = "FINISHED"
+    finally:
+        tracker.finish(status)
+    return tracker.run_id

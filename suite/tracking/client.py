@@ -1,0 +1,78 @@
+"""How the suite talks to MLflow: the client's defaults, filter clauses, and experiments marked as training ones.
+
+`configure()` is called by the entry points that talk to MLflow (the CLI, the tracker, the results API), never at
+import time. It sets, only where the user has not:
+    MLFLOW_DISABLE_TELEMETRY=true          no network at run time (MLflow otherwise phones home on first use)
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES=2      a server that is down costs seconds, not MLflow's four minutes of retries
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=1
+    MLFLOW_HTTP_REQUEST_TIMEOUT=10         a server that accepts and never answers holds each request 10 s, not 120
+A run that loses its server goes on offline (suite.tracking.spool).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+CLIENT_DEFAULTS = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+# MLflow 3's UI opens an experiment on its GenAI overview unless the experiment says it holds training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
+
+
+def configure() -> None:
+    """Apply CLIENT_DEFAULTS where the user has not set the variable (their own values win)."""
+    for name, value in CLIENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def client(tracking_uri: str | None = None) -> Any:
+    """An MlflowClient for `tracking_uri` (default: MLFLOW_TRACKING_URI, else MLflow's default), configured first."""
+    configure()
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri)
+
+
+def tag_clause(name: str, value: str) -> str:
+    """One `tags.name = value` clause of an MLflow filter string, quoted so that MLflow matches it exactly.
+
+    MLflow's filter grammar has no escape character (a backslash is taken literally): a value holding a single
+    quote is matched only inside double quotes, and one holding both kinds of quote cannot be written at all.
+    """
+    text = str(value)
+    if "'" not in text:
+        return f"tags.`{name}` = '{text}'"
+    if '"' not in text:
+        return f'tags.`{name}` = "{text}"'
+    from suite.errors import DataError
+
+    raise DataError(f"cannot search MLflow for tag {name} = {text!r}: it holds both kinds of quote")
+
+
+def tags_filter(tags: dict[str, str], *extra: str) -> str:
+    """`tag = value AND ...` for every item (values quoted by `tag_clause`), then any extra clauses."""
+    return " AND ".join([*(tag_clause(k, v) for k, v in tags.items()), *extra])
+
+
+def ensure_experiment(name: str, mlflow_client: Any | None = None) -> str:
+    """The id of experiment `name`, created if missing, marked so the MLflow UI opens it on its runs table."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = mlflow_client or client()
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is None:
+        try:
+            return mlflow_client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND})
+        except MlflowException:  # created meanwhile by a concurrent run
+            found = mlflow_client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in found.tags:
+        mlflow_client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT_KIND)
+    return found.experiment_id
