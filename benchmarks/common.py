@@ -94,5 +94,9 @@ def finish(name: str, *, figure: float, unit: str, target: float | None, higher_
                   "comparison": comparison, "verdict": verdict, "machine": machine(),
                   "date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", *sys.argv]),
                   "details": details}
+        # A script with several figures calls finish() once per figure: the file then holds a list of records.
+        if json_path.is_file() and json_path.stat().st_size:
+            earlier = json.loads(json_path.read_text(encoding="utf-8"))
+            record = [*(earlier if isinstance(earlier, list) else [earlier]), record]
         json_path.write_text(json.dumps(record, indent=2), encoding="utf-8")
     print(line, flush=True)

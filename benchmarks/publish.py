@@ -38,7 +38,7 @@ def commands(gpu_name: str | None) -> dict[str, list[str]]:
         train = {"overhead": [*gpu, "--rounds", "3", "--steps", "30"],
                  "data_pipeline": [*gpu, "--set", "data.workers=8"],
                  "precision_profile": [*gpu, "--steps", "30"]}
-    return {**train, "eval_speed": ["--images", "5000"], "results_query": ["--runs", "1000"]}
+    return {**train, "eval_speed": ["--images", "5000"], "results_query": ["--runs", "1000"], "data_index": []}
 
 
 def load(results: Path) -> list[dict]:
@@ -87,11 +87,12 @@ def main() -> None:
                 if subprocess.run(command, check=False).returncode != 0 or not out.is_file():
                     raise SystemExit(f"publish: {name} failed; the README table is unchanged "
                                      f"(figures of the benchmarks before it are in {args.results})")
-                record = json.loads(out.read_text(encoding="utf-8"))
-            record["command"] = " ".join(shown)
-            records = [r for r in records if (r["benchmark"], r["machine"]) != (record["benchmark"],
-                                                                                 record["machine"])]
-            records.append(record)
+                written = json.loads(out.read_text(encoding="utf-8"))
+            for record in written if isinstance(written, list) else [written]:
+                record["command"] = " ".join(shown)
+                records = [r for r in records if (r["benchmark"], r["machine"]) != (record["benchmark"],
+                                                                                     record["machine"])]
+                records.append(record)
             args.results.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
     write_readme(args.readme, records)
     print(f"wrote {args.readme} ({len(records)} figures)")

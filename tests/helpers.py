@@ -87,6 +87,28 @@ def metric_history(tracking_uri: str, run_id: str, key: str) -> list[tuple[int, 
     return sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key))
 
 
+def linked_filters(tracking_uri: str, experiment_id: str, text: str) -> list[str]:
+    """The search filter of each saved view that `text`'s UI links open, after checking that every link opens the
+    training layout and names a view saved on the experiment."""
+    import json
+    import re
+
+    import mlflow
+
+    from suite.tracking.views import VIEW_TAG_PREFIX
+
+    tags = mlflow.MlflowClient(tracking_uri).get_experiment(experiment_id).tags
+    links = re.findall(rf"#/experiments/{experiment_id}/runs\?([^)\s\"]+)", text)
+    assert links, text
+    filters = []
+    for query in links:
+        parameters = dict(p.split("=", 1) for p in query.replace("&amp;", "&").split("&"))
+        assert parameters.get("workflowType") == "machine_learning", query
+        envelope = json.loads(tags[VIEW_TAG_PREFIX + parameters["viewStateShareKey"]])
+        filters.append(json.loads(envelope["state"])["searchFilter"])
+    return filters
+
+
 def record_run(*, vendor: str, topology: str, metrics: dict[str, float], round_index: int = 0,
                case: str = "faster_rcnn", precision: str = "tf32", bs: int = 16, lr: float = 0.16,
                fix_hp: str = "bs=16,lr=0.16", mode: str = "throughput", status: str = "FINISHED",
@@ -145,6 +167,10 @@ class UiProcess:
         self.announcement = line.strip()
         self.url = line.split(": ", 1)[1].split()[0]
         self.port = int(self.url.rsplit(":", 1)[1])
+
+    def view_lines(self, count: int) -> list[str]:
+        """The next `count` lines it printed: the addresses of the benchmark's saved views."""
+        return [self.process.stdout.readline().strip() for _ in range(count)]
 
     def stop(self) -> int:
         if self.process.poll() is None:

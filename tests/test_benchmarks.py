@@ -50,3 +50,19 @@ def test_publish_rewrites_only_the_table(tmp_path: Path) -> None:
     assert "old table" not in text
     assert "| overhead suite/bare throughput | 1.004 | >= 0.98 | meets | NVIDIA H100 80GB HBM3" in text
     assert "| eval faster_coco_eval/pycocotools speed | 9.800x | >= 8x | meets | AMD EPYC" in text
+
+
+def test_data_index_prints_its_figures_against_todays_path(tmp_path: Path) -> None:
+    out = tmp_path / "record.json"
+    result = _script("data_index.py", "--images", "300", "--worker-images", "100", "--workdir", str(tmp_path),
+                     "--json", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert any(line.startswith("today (pycocotools per rank): ") for line in lines)
+    assert lines[-1].startswith("data index warm time: ") and "target <= 3 s" in lines[-1]
+    records = json.loads(out.read_text())  # one record per figure, for benchmarks/publish.py
+    assert [r["benchmark"] for r in records] == ["data index cold/today time", "data index rank RSS (warm)",
+                                                 "data index worker growth", "data index warm time"]
+    details = records[0]["details"]
+    assert details["images"] == 300 and details["warm"]["worker_items"] == 100
+    assert details["today"]["seconds"] > 0 and details["cold"]["seconds"] > 0

@@ -20,7 +20,7 @@ import mlflow
 import pytest
 
 from suite import names
-from tests.helpers import UiProcess, invoke, record_run
+from tests.helpers import UiProcess, invoke, linked_filters, record_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/check_browser.sh)")
@@ -128,34 +128,65 @@ def ui_server(compared: Path, tracking_uri: str, tmp_path: Path):
     """`accelbench ui` on the store the runs and the comparison went to."""
     ui = UiProcess()
     try:
-        yield ui.url
+        yield ui
     finally:
         ui.stop()
 
 
-def test_mlflow_ui_runs_page_filters_by_case(ui_server: str, tracking_uri: str, tmp_path: Path) -> None:
-    """Through `accelbench ui` (one server for every page: starting one costs seconds): the runs page filtered by
-    case, the compare view, and the run pages' descriptions."""
-    _run_pages_show_the_summary_table_and_links(ui_server, tracking_uri, tmp_path)
+def _text(dom: str) -> str:
+    return " ".join(" ".join(_parse(dom).text).split())
+
+
+def test_mlflow_ui_opens_the_benchmark_views(ui_server: UiProcess, tracking_uri: str, tmp_path: Path) -> None:
+    """Through `accelbench ui` (one server for every page: starting one costs seconds): the saved views it prints
+    open in the training layout with the benchmark's columns, grouped by accelerator, and the chart view of a case;
+    then the compare view and the run pages' descriptions."""
+    table_line, *chart_lines = ui_server.view_lines(4)
+    assert table_line.startswith("benchmark table, grouped by accelerator: http://"), table_line
+    assert [line.split(":")[0] for line in chart_lines] == ["faster_rcnn", "mask_rcnn", "retinanet"]
     client = mlflow.MlflowClient(tracking_uri)
     experiment_id = client.get_experiment_by_name("accelbench").experiment_id
-    query = urllib.parse.quote(f"tags.`{names.TAG_CASE}` = 'faster_rcnn'")
-    url = f"{ui_server}/#/experiments/{experiment_id}/runs?searchFilter={query}"
-    text = " ".join(" ".join(_parse(_chromium(url, tmp_path / "profile", "--dump-dom")).text).split())
-    for run_name in ("faster_rcnn/nvidia_a100/1x1 (published bs=16,lr=0.16)", "faster_rcnn/nvidia_h100/1x1",
-                     "faster_rcnn/kunlunxin_r300/1x8 (published bs=16,lr=0.16)"):
-        assert run_name in text, run_name
-    assert "retinanet/" not in text and "11 matching runs" in text
+    table_url = table_line.rsplit(": ", 1)[1]
+    assert linked_filters(tracking_uri, experiment_id, table_url) == [""]  # every run
+
+    # Wide enough that the grid renders every column it was given (it draws only the visible ones).
+    wide = "--window-size=3000,1000"
+    text = _text(_chromium(table_url, tmp_path / "profile", "--dump-dom", wide))
+    assert "Model training" in text and "accelbench: every benchmark row, grouped by accelerator" in text
+    for genai_only in ("Sessions", "Judges", "Evaluation runs"):  # the GenAI layout's sidebar
+        assert genai_only not in text, genai_only
+    columns = text[text.index("Run Name"):text.index("Group:")]
+    for column in ("p_core", "p_train", "map", "mem", names.TAG_CASE, names.TAG_VENDOR, names.TAG_TOPOLOGY,
+                   names.TAG_PRECISION, names.TAG_FIX_HP, names.TAG_SOURCE):
+        assert column in columns, (column, columns)
+    assert "Group by: bench.vendor" in text and "Sort: p_core" in text
+    for vendor in ("nvidia_a100", "nvidia_h100", "metax_c500", "kunlunxin_r300"):
+        assert f"Group: {vendor}" in text, vendor
     shot = _screenshot_dir(tmp_path) / "mlflow_ui_runs.png"
-    _chromium(url, tmp_path / "profile", f"--screenshot={shot}")
+    _chromium(table_url, tmp_path / "profile", f"--screenshot={shot}", "--window-size=2400,1000")
     assert shot.stat().st_size > 10_000
+
+    charts_url = chart_lines[0].rsplit(": ", 1)[1]  # faster_rcnn
+    assert "compareRunsMode=CHART" in charts_url
+    assert linked_filters(tracking_uri, experiment_id, charts_url) == [f"tags.`{names.TAG_CASE}` = 'faster_rcnn'"]
+    text = _text(_chromium(charts_url, tmp_path / "profile", "--dump-dom"))
+    assert "Model training" in text and "Benchmark per accelerator (3)" in text
+    assert "retinanet/" not in text and "11 matching runs" in text
+    charts = text[text.index("Benchmark per accelerator"):]
+    assert all(title in charts for title in ("p_core", "map", "mem"))
+    shot = _screenshot_dir(tmp_path) / "mlflow_ui_charts.png"
+    _chromium(charts_url, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1800,1100")
+    assert shot.stat().st_size > 10_000
+
+    _run_pages_show_the_summary_table_and_links(ui_server.url, tracking_uri, tmp_path)
+    ui_url = ui_server.url
 
     # The compare view of two runs shows their p_core side by side.
     runs = client.search_runs([experiment_id], f"tags.`{names.TAG_CASE}` = 'faster_rcnn' and "
                               f"tags.`{names.TAG_TOPOLOGY}` = '1x1' and metrics.p_core > 0")
     assert len(runs) == 2
     ids = json.dumps([r.info.run_id for r in runs])
-    url = (f"{ui_server}/#/compare-runs?runs={urllib.parse.quote(ids)}"
+    url = (f"{ui_url}/#/compare-runs?runs={urllib.parse.quote(ids)}"
            f"&experiments={urllib.parse.quote(json.dumps([experiment_id]))}")
     text = " ".join(_parse(_chromium(url, tmp_path / "profile", "--dump-dom")).text).split()
     # The metrics block lists the metric names, then each metric's values, one per run, in the same order.
@@ -183,8 +214,8 @@ def _run_pages_show_the_summary_table_and_links(ui_server: str, tracking_uri: st
     header = next(r for r in page.rows if "p_core" in r)
     (row,) = [r for r in page.rows if len(r) == len(header) and r != header and "601" in r]
     assert dict(zip(header, row, strict=True))["p_core"] == "601"
-    case_filter = urllib.parse.quote(f"tags.`{names.TAG_CASE}` = 'faster_rcnn'", safe="")
-    assert f'href="#/experiments/{experiment_id}/runs?searchFilter={case_filter}"' in dom
+    case_filter = f"tags.`{names.TAG_CASE}` = 'faster_rcnn'"
+    assert case_filter in linked_filters(tracking_uri, experiment_id, dom)
     shot = _screenshot_dir(tmp_path) / "mlflow_ui_run_page.png"
     _chromium(url, tmp_path / "profile", f"--screenshot={shot}")
     assert shot.stat().st_size > 10_000
@@ -196,4 +227,4 @@ def _run_pages_show_the_summary_table_and_links(ui_server: str, tracking_uri: st
     header = next(r for r in rows if "vendor" in r and "p_core" in r)
     vendors = {dict(zip(header, r, strict=True))["vendor"] for r in rows if len(r) == len(header) and r != header}
     assert {"nvidia_a100", "nvidia_h100", "kunlunxin_r300"} <= vendors
-    assert f'href="#/experiments/{experiment_id}/runs?searchFilter={case_filter}"' in dom
+    assert linked_filters(tracking_uri, experiment_id, dom) == [case_filter]

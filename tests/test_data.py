@@ -19,6 +19,7 @@ from cases.detection.data import (
     check_root,
     hflip,
     load_coco,
+    open_index,
 )
 from cases.detection.synthetic import COCO_CATEGORIES, SHAPES, SyntheticSpec, ensure_dataset
 from suite.errors import DataError
@@ -141,20 +142,22 @@ def test_grouped_batches_share_aspect_ratio_group() -> None:
     (lambda d: d["annotations"][0].update(image_id=-1), "image_id -1 is not in 'images'"),
     (lambda d: d["images"][0].pop("file_name"), "images[0] needs id, file_name, width and height"),
 ], ids=["no-images", "empty-images", "negative-box", "unknown-category", "unknown-image", "image-fields"])
-def test_malformed_annotations_are_data_errors(tmp_path: Path, mutate, message: str) -> None:
+@pytest.mark.parametrize("reader", [load_coco, open_index], ids=["evaluator", "shared-index"])
+def test_malformed_annotations_are_data_errors(tmp_path: Path, mutate, message: str, reader) -> None:
     document = json.loads((COCO_FIXTURE / "instances_val2014_100.json").read_text())
     mutate(document)
     path = tmp_path / "instances_train2017.json"
     path.write_text(json.dumps(document))
     with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        load_coco(path)
+        reader(path)
 
 
-def test_not_json_and_missing_root(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reader", [load_coco, open_index], ids=["evaluator", "shared-index"])
+def test_not_json_and_missing_root(tmp_path: Path, reader) -> None:
     path = tmp_path / "bad.json"
     path.write_text("{not json")
     with pytest.raises(DataError, match="not valid JSON"):
-        load_coco(path)
+        reader(path)
     with pytest.raises(DataError, match="does not exist"):
         check_root(tmp_path / "nowhere")
     (tmp_path / "train2017").mkdir()

@@ -16,7 +16,16 @@ import pytest
 from suite import names
 from suite.launch.mlflow_server import MlflowServer
 from suite.tracking.spool import pending, read_journal, spool_root
-from tests.helpers import LIGHT, REPO, artifact_paths, free_port, metric_history, run_cli, search_runs
+from tests.helpers import (
+    LIGHT,
+    REPO,
+    artifact_paths,
+    free_port,
+    linked_filters,
+    metric_history,
+    run_cli,
+    search_runs,
+)
 
 CONCURRENT = 4
 LONG = ["--set", "train.max_steps=500", "--set", "hp.epochs=100", "--set", "tracking.log_every=1"]
@@ -198,8 +207,8 @@ def test_a_run_logged_while_the_server_is_down_syncs_to_the_same_record(mlflow_s
     # The git tags only if the tree changed meanwhile; the description holds each run's own timings.
     assert differing <= {"mlflow.source.git.commit", names.TAG_GIT_DIRTY, names.TAG_DESCRIPTION}
     # Written offline without the experiment's id, the description got its links when it was synced.
-    link = f"(#/experiments/{synced.info.experiment_id}/runs?searchFilter="
-    assert link in synced.data.tags[names.TAG_DESCRIPTION] and link in logged.data.tags[names.TAG_DESCRIPTION]
+    for run in (synced, logged):
+        assert linked_filters(mlflow_server.uri, run.info.experiment_id, run.data.tags[names.TAG_DESCRIPTION])
     journaled = [r["tags"][names.TAG_DESCRIPTION] for r in records if names.TAG_DESCRIPTION in r.get("tags", {})]
     assert "| e2e_time (s) |" in journaled[-1] and "#/experiments/" not in journaled[-1]
     # the offline run waited on a server that was down: it says so, the online one had no stall to record

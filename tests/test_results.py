@@ -92,7 +92,7 @@ def _terminal_rows(text: str) -> list[dict[str, str]]:
     columns = header.split()
     rows = []
     for line in lines[header_index + 2:]:
-        if not line.strip() or line.startswith("  note") or line.startswith("scaling"):
+        if not line.strip() or line.startswith("  ") or line.startswith("scaling"):  # notes, footnote
             break
         bounds = [*starts[1:], None]
         rows.append({c: line[a:b].strip() for c, a, b in zip(columns, starts, bounds, strict=True)})
@@ -104,7 +104,16 @@ def test_compare_command_after_import_and_a_real_run(tmp_path: Path, store_with_
     measured = invoke(*LIGHT_RUN)
     assert measured.exit_code == 0, measured.stderr[-2000:]
     out = tmp_path / "report"
-    result = invoke("compare", "--case", "faster_rcnn", "--out", str(out))
+    result = invoke("compare", "--case", "faster_rcnn", "--out", str(out), "--no-record")
+    assert result.exit_code == 0, result.stderr[-3000:]
+    # The default view fits a terminal: the columns a reader compares first, the page's label as a footnote.
+    assert max(len(line) for line in result.stdout.splitlines()) <= 120
+    compact = _terminal_rows(result.stdout)
+    assert list(compact[0]) == ["source", "vendor", "topology", "precision", "fix_hp", "p_core", "timing", "vs",
+                                "base", "mAP", "mem", "n"]  # (the header "vs base" splits in two here)
+    assert "  vs base: p_core ratio to nvidia_a100; precision*: the published page labels it" in result.stdout
+    assert {r["precision"] for r in compact if r["vendor"] == "nvidia_a100"} == {"tf32*"}
+    result = invoke("compare", "--case", "faster_rcnn", "--out", str(out), "--wide")
     assert result.exit_code == 0, result.stderr[-3000:]
     rows = _terminal_rows(result.stdout)
     published = ("e2e_time", "p_whole", "p_train", "p_core", "mAP", "mem")
@@ -125,14 +134,16 @@ def test_compare_command_after_import_and_a_real_run(tmp_path: Path, store_with_
     lines = result.stdout.splitlines()
     assert any(line.startswith("measured   cpu") for line in lines)
     assert {p.name for p in out.iterdir()} == {"comparison.md", "comparison.csv", "comparison.html",
-                                               "throughput_faster_rcnn.png", "map_curves_faster_rcnn.png"}
+                                               "throughput_faster_rcnn.png", "map_faster_rcnn.png",
+                                               "mem_faster_rcnn.png", "map_curves_faster_rcnn.png"}
     with (out / "comparison.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {r["vendor"] for r in rows} == {"nvidia_a100", "metax_c500", "kunlunxin_r300", "cpu"}
     assert "| published | nvidia_a100 | 2x8 |" in (out / "comparison.md").read_text()
     page = (out / "comparison.html").read_text()
     assert page.count('<tr class="published">') == 10 and page.count('<tr class="measured">') == 1
-    assert page.count("data:image/png;base64,") == 2
+    assert page.count("data:image/png;base64,") == 4
+    assert all(f'<a href="{name}_faster_rcnn.png">' in page for name in ("throughput", "map", "mem", "map_curves"))
 
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("accelbench")

@@ -4,7 +4,8 @@ The dataset decodes JPEGs with torchvision.io and converts annotations to torchv
 decoded only when the case needs them (Mask R-CNN), because polygon rasterisation is the costliest part of loading.
 Images leave the loader as uint8: the conversion to float happens on the device (`to_float`), so worker-to-main
 transfers, pinned buffers and host-to-device copies carry a quarter of the bytes. Each annotation file is parsed
-once per process; epochs and evaluations reuse the index.
+and validated once per host into a memory-mapped index (`annotation_index`) that every rank and worker shares;
+only the evaluator's process holds a pycocotools COCO object, of the val split, for the ground truth.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import io
-import json
 import math
 import os
 from collections import defaultdict
@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset, Sampler
 from torchvision.io import ImageReadMode, decode_image, read_file
 
+from cases.detection.annotation_index import AnnotationIndex, gc_paused, parse_annotation_file, record_count
 from suite.errors import DataError
 from suite.progress import Progress
 
@@ -39,30 +41,42 @@ def split_paths(root: Path, split: str) -> tuple[Path, Path]:
 
 
 def load_coco(annotation_file: Path) -> COCO:
-    """Parse and index a COCO annotation file, or raise DataError naming the file and what is wrong with it."""
-    try:
-        document = json.loads(annotation_file.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DataError(f"{annotation_file}: cannot read annotation file: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        raise DataError(f"{annotation_file}: not UTF-8 text (byte {e.start}), so not a COCO annotation file") from e
-    except json.JSONDecodeError as e:
-        raise DataError(f"{annotation_file}: not valid JSON ({e.msg} at line {e.lineno})") from e
-    except RecursionError:
-        raise DataError(f"{annotation_file}: nested too deeply to be a COCO annotation file") from None
-    records = sum(len(document[k]) for k in REQUIRED_KEYS if isinstance(document.get(k), list)) \
-        if isinstance(document, dict) else None
-    with Progress(f"indexing {annotation_file.name}", records, unit="records") as progress:
-        check_annotations(document, annotation_file, progress)
-        coco = COCO()
-        coco.dataset = document
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
-            coco.createIndex()
+    """Parse, check and index a COCO annotation file with pycocotools (the evaluator's ground truth), or raise
+    DataError naming the file and what is wrong with it."""
+    with gc_paused():
+        document = parse_annotation_file(annotation_file)
+        with Progress(f"loading {annotation_file.name}", record_count(document, REQUIRED_KEYS),
+                      unit="records") as progress:
+            check_annotations(document, annotation_file, progress)
+            coco = COCO()
+            coco.dataset = document
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+                coco.createIndex()
     return coco
+
+
+def open_index(annotation_file: Path) -> AnnotationIndex:
+    """The file's shared index: mapped from the cache, or parsed and checked (`check_annotations`) first."""
+    return AnnotationIndex.open(annotation_file, check_annotations)
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_NUMBER_TYPES = frozenset((int, float))
+
+
+def _all_numbers(values: list[Any]) -> bool:
+    """`all(_is_number(v) for v in values)` at C speed: COCO train holds ~20M polygon coordinates."""
+    if not set(map(type, values)) <= _NUMBER_TYPES:  # a bool is not a number here (its type is bool)
+        return False
+    try:
+        if math.isfinite(sum(values)):  # an inf or nan anywhere makes the sum one
+            return True
+    except OverflowError:  # an int too large for a float
+        return False
+    return all(_is_number(v) for v in values)  # finite values whose sum overflows
 
 
 def _is_id(value: Any) -> bool:
@@ -128,7 +142,7 @@ def check_annotations(document: Any, source: Path, progress: Progress | None = N
 def _valid_segmentation(segmentation: Any) -> bool:
     if isinstance(segmentation, list):
         return all(isinstance(polygon, list) and len(polygon) >= 6 and len(polygon) % 2 == 0
-                   and all(_is_number(v) for v in polygon) for polygon in segmentation)
+                   and _all_numbers(polygon) for polygon in segmentation)
     if isinstance(segmentation, dict):
         size = segmentation.get("size")
         return (isinstance(segmentation.get("counts"), (str, list)) and isinstance(size, list) and len(size) == 2
@@ -150,25 +164,37 @@ def check_root(root: Path) -> None:
 def check_image_files(dataset: CocoDetection) -> None:
     """Every image the split will read exists in its folder (one listing, not one stat per image)."""
     present = {entry.name for entry in os.scandir(dataset.image_dir)}
-    missing = [name for name in (dataset.coco.imgs[i]["file_name"] for i in dataset.ids)
+    missing = [name for name in (dataset.index.file_name(int(row)) for row in dataset.rows)
                if name not in present and not (dataset.image_dir / name).is_file()]
     if missing:
-        raise DataError(f"{dataset.annotation_file}: {len(missing)} of {len(dataset.ids)} images are not in "
+        raise DataError(f"{dataset.annotation_file}: {len(missing)} of {len(dataset)} images are not in "
                         f"{dataset.image_dir}/ (first: {missing[0]!r})")
 
 
 def check_labels(dataset: CocoDetection, num_classes: int) -> None:
     """The categories the split's boxes use are classes of the model (torchvision indexes them directly)."""
-    used = {a["category_id"] for i in dataset.ids for a in dataset.coco.imgToAnns[i]}
-    outside = sorted(c for c in used if not 0 <= c < num_classes)
+    used = np.unique(dataset.index.arrays["category_id"][dataset.annotation_mask()])
+    outside = [int(c) for c in used if not 0 <= c < num_classes]
     if outside:
         raise DataError(f"{dataset.annotation_file}: category ids {outside[:5]} are outside the model's "
                         f"{num_classes} classes (model.num_classes: ids must be 0..{num_classes - 1})")
 
 
-def _has_valid_annotation(anns: Sequence[dict[str, Any]]) -> bool:
-    # torchvision's rule: keep an image if it has a non-crowd box larger than 1 pixel in both sides.
-    return any(a.get("iscrowd", 0) == 0 and a["bbox"][2] > 1 and a["bbox"][3] > 1 for a in anns)
+def check_segmentations(dataset: CocoDetection) -> None:
+    """Every box a mask-predicting case trains on has a segmentation to rasterise."""
+    arrays = dataset.index.arrays
+    lacking = np.flatnonzero(dataset.annotation_mask() & (arrays["iscrowd"] == 0) & (arrays["seg_kind"] == 0))
+    if len(lacking):
+        row = int(dataset.index.image_rows()[lacking[0]])
+        raise DataError(f"{dataset.annotation_file}: {len(lacking)} annotations have no segmentation, which masks "
+                        f"need (first: on image id {int(arrays['image_id'][row])})")
+
+
+def _usable_rows(index: AnnotationIndex) -> np.ndarray:
+    """torchvision's rule: keep an image if it has a non-crowd box larger than 1 pixel in both sides."""
+    arrays = index.arrays
+    usable = (arrays["iscrowd"] == 0) & (arrays["bbox"][:, 2] > 1) & (arrays["bbox"][:, 3] > 1)
+    return np.flatnonzero(np.bincount(index.image_rows()[usable], minlength=len(index)))
 
 
 def to_float(image: torch.Tensor) -> torch.Tensor:
@@ -176,58 +202,108 @@ def to_float(image: torch.Tensor) -> torch.Tensor:
     return image.float().div_(255)
 
 
+def _mask(segmentation: list[np.ndarray] | dict[str, Any], height: int, width: int) -> np.ndarray:
+    """One annotation's HxW uint8 mask, as pycocotools' `COCO.annToMask` rasterises it."""
+    if isinstance(segmentation, list):
+        if not segmentation:
+            return np.zeros((height, width), dtype=np.uint8)
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif not isinstance(segmentation["counts"], bytes):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        rle = segmentation
+    return mask_utils.decode(rle)
+
+
+def _whole(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)
+
+
 class CocoDetection(Dataset):
-    """One split of a COCO2017-layout dataset, yielding (image uint8 CHW, torchvision target dict)."""
+    """One split of a COCO2017-layout dataset, yielding (image uint8 CHW, torchvision target dict).
+
+    Holds the split's shared annotation index and a numpy array of the rows it uses: no per-image Python objects
+    that DataLoader workers would copy as they read them.
+    """
 
     def __init__(self, root: Path, split: str, *, with_masks: bool, hflip_prob: float = 0.0,
                  drop_empty: bool = False, limit: int | None = None) -> None:
         self.image_dir, annotation_file = split_paths(root, split)
         self.annotation_file = annotation_file
-        self.coco = load_coco(annotation_file)
-        ids = sorted(self.coco.imgs)
-        if drop_empty:
-            ids = [i for i in ids if _has_valid_annotation(self.coco.imgToAnns[i])]
+        self.index = open_index(annotation_file)
+        rows = _usable_rows(self.index) if drop_empty else np.arange(len(self.index))
         if limit is not None:
-            ids = ids[:limit]
-        if not ids:
+            rows = rows[:limit]
+        if not len(rows):
             raise DataError(f"{annotation_file}: no usable images in the {split} split")
-        self.ids = ids
+        self.rows = rows
         self.with_masks = with_masks
         self.hflip_prob = hflip_prob
+        self._ground_truth: COCO | None = None
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.rows)
+
+    @property
+    def ids(self) -> list[int]:
+        """The COCO image ids of the split's images, in the dataset's order."""
+        return self.index.arrays["image_id"][self.rows].tolist()
+
+    @property
+    def images_in_file(self) -> int:
+        return len(self.index)
+
+    def annotation_mask(self) -> np.ndarray:
+        """Which of the file's annotations belong to the images this split uses."""
+        used = np.zeros(len(self.index), dtype=bool)
+        used[self.rows] = True
+        return used[self.index.image_rows()]
+
+    def ground_truth(self) -> COCO:
+        """pycocotools' index of the file, for the evaluator: built on first use, in the process that scores."""
+        if self._ground_truth is None:
+            self._ground_truth = load_coco(self.annotation_file)
+        return self._ground_truth
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_ground_truth": None}  # workers never need the evaluator's COCO object
 
     def aspect_ratios(self) -> list[float]:
         """Width/height of each image from the annotations, without decoding any image."""
-        return [self.coco.imgs[i]["width"] / self.coco.imgs[i]["height"] for i in self.ids]
+        arrays = self.index.arrays
+        return (arrays["width"][self.rows] / arrays["height"][self.rows]).tolist()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        image_id = self.ids[index]
-        info = self.coco.imgs[image_id]
-        path = self.image_dir / info["file_name"]
+        row = int(self.rows[index])
+        path = self.image_dir / self.index.file_name(row)
         image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
-        target = self.convert_target(image_id, image.shape[-2], image.shape[-1])
+        target = self.convert_target(row, image.shape[-2], image.shape[-1])
         if self.hflip_prob and torch.rand(()) < self.hflip_prob:
             image, target = hflip(image, target)
         return image, target
 
-    def convert_target(self, image_id: int, height: int, width: int) -> dict[str, torch.Tensor]:
-        anns = [a for a in self.coco.imgToAnns[image_id] if a.get("iscrowd", 0) == 0]
-        boxes = torch.as_tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+    def convert_target(self, row: int, height: int, width: int) -> dict[str, torch.Tensor]:
+        """Image `row`'s non-crowd annotations as a torchvision target (xyxy boxes clipped to the image)."""
+        arrays = self.index.arrays
+        span = self.index.annotations(row)
+        anns = np.flatnonzero(arrays["iscrowd"][span] == 0) + span.start
+        boxes = torch.from_numpy(arrays["bbox"][anns]).to(torch.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
         boxes[:, 0::2].clamp_(min=0, max=width)
         boxes[:, 1::2].clamp_(min=0, max=height)
         keep = (boxes[:, 3] > boxes[:, 1]) & (boxes[:, 2] > boxes[:, 0])
         target = {
             "boxes": boxes[keep],
-            "labels": torch.as_tensor([a["category_id"] for a in anns], dtype=torch.int64)[keep],
-            "image_id": torch.tensor(image_id),
-            "area": torch.as_tensor([a.get("area", 0.0) for a in anns], dtype=torch.float32)[keep],
+            "labels": torch.from_numpy(arrays["category_id"][anns])[keep],
+            "image_id": torch.tensor(int(arrays["image_id"][row])),
+            "area": torch.from_numpy(arrays["area"][anns]).to(torch.float32)[keep],
             "iscrowd": torch.zeros(int(keep.sum()), dtype=torch.int64),
         }
         if self.with_masks:
-            masks = np.stack([self.coco.annToMask(a) for a in anns]) if anns else np.zeros((0, height, width))
+            # pycocotools rasterises at the size the annotations give the image, as `COCO.annToMask` does.
+            mask_height, mask_width = _whole(arrays["height"][row]), _whole(arrays["width"][row])
+            masks = (np.stack([_mask(self.index.segmentation(int(a)), mask_height, mask_width) for a in anns])
+                     if len(anns) else np.zeros((0, height, width)))
             target["masks"] = torch.as_tensor(masks, dtype=torch.uint8).reshape(-1, height, width)[keep]
         return target
 

@@ -117,10 +117,11 @@ class CocoEvaluator:
     """Accumulates COCO-format results per image and evaluates them against the ground truth.
 
     Results are kept per image id, so shards from several ranks merge without double counting the images that a
-    distributed sampler repeats to even out its shards.
+    distributed sampler repeats to even out its shards. A rank that only collects results needs no ground truth
+    (`coco_gt` None); the one that scores them does.
     """
 
-    def __init__(self, coco_gt: COCO, iou_types: Sequence[str], backend: str = "pycocotools") -> None:
+    def __init__(self, coco_gt: COCO | None, iou_types: Sequence[str], backend: str = "pycocotools") -> None:
         check_backend(backend)
         self.coco_gt = coco_gt
         self.iou_types = tuple(iou_types)
@@ -150,6 +151,8 @@ class CocoEvaluator:
 
     def evaluate(self) -> dict[str, list[float]]:
         """Return the 12 COCO stats per IoU type. With no detections at all, AP and AR are 0 by definition."""
+        if self.coco_gt is None:
+            raise ValueError("this evaluator only collects results: scoring them needs the ground truth")
         stats: dict[str, list[float]] = {}
         all_results = self.results
         for iou_type in self.iou_types:

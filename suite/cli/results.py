@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import textwrap
 from pathlib import Path
 
 import click
@@ -57,8 +58,10 @@ def _tag_project_run(kind: str, metrics: dict[str, float]) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("comparison"),
               show_default=True, help="Folder for comparison.md/.csv/.html and the charts.")
 @click.option("--no-record", is_flag=True, help="Do not record a comparison run in MLflow.")
+@click.option("--wide", is_flag=True, help="Print every column (the default view fits 120 characters; the files "
+              "always hold every column).")
 def compare_command(cases: tuple[str, ...], vendors: str, baseline: str, source: str, experiment: str, out: Path,
-                    no_record: bool) -> None:
+                    no_record: bool, wide: bool) -> None:
     """Published-page tables per case: measured and published rows side by side, ratios, scaling, charts."""
     from suite.errors import DataError
     from suite.results.comparison import compare
@@ -78,9 +81,10 @@ def compare_command(cases: tuple[str, ...], vendors: str, baseline: str, source:
         raise DataError(f"no finished runs match {wanted or 'anything'} in experiment {experiment!r}; run "
                         f"`accelbench import-published` or a benchmark first")
     comparison = compare(runs_frame=frame, baseline=baseline)
-    click.echo(terminal_report(comparison), nl=False)
+    click.echo(terminal_report(comparison, wide=wide), nl=False)
     report = write_report(comparison, out)
-    click.echo(f"wrote {', '.join(p.name for p in report.files)} to {out}")
+    click.echo(textwrap.fill(f"wrote {', '.join(p.name for p in report.files)} to {out}", 120,
+                             break_on_hyphens=False, break_long_words=False))
     if not no_record:
         run_id = record_comparison_run(comparison, report, experiment)
         click.echo(f"comparison run: {run_id}")

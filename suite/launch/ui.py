@@ -49,7 +49,29 @@ def check_port(port: int) -> None:
                              f"free one)") from None
 
 
-def serve(port: int, workers: int, announce: Callable[[str], None], *, server_log: bool = False) -> int:
+def view_lines(tracking_uri: str, ui_uri: str, experiment: str) -> list[str]:
+    """The addresses that open the benchmark's saved views of `experiment` (in the training layout), or of the
+    experiments list while it has no runs."""
+    from suite import names
+    from suite.tracking.client import client, ensure_experiment
+    from suite.tracking.views import EVERY_RUN, WORKFLOW_PARAMETER, case_view, save_views
+
+    mlflow_client = client(tracking_uri)
+    if mlflow_client.get_experiment_by_name(experiment) is None:
+        return [f"  experiments: {ui_uri}/#/experiments?{'='.join(WORKFLOW_PARAMETER)}"]
+    experiment_id = ensure_experiment(experiment, mlflow_client)  # an older store gains the saved view here
+    lines = [f"  benchmark table, grouped by accelerator: {ui_uri}/{EVERY_RUN.path(experiment_id)}"]
+    cases = sorted({run.data.tags[names.TAG_CASE] for run in mlflow_client.search_runs(
+        [experiment_id], f"tags.`{names.TAG_CASE}` LIKE '%'", max_results=5000) if names.TAG_CASE in run.data.tags})
+    views = [case_view(case) for case in cases]
+    save_views(mlflow_client, experiment_id, views)
+    lines += [f"  {case}: p_core, mAP and mem charts per accelerator and topology: "
+              f"{ui_uri}/{view.path(experiment_id, charts=True)}" for case, view in zip(cases, views, strict=True)]
+    return lines
+
+
+def serve(port: int, workers: int, announce: Callable[[str], None], *, server_log: bool = False,
+          experiment: str = "accelbench") -> int:
     """Run the UI until Ctrl-C/SIGTERM; returns the exit code. `announce` prints the user-facing lines; the
     server's own request log goes to the console with `server_log`, else to a file named on failure."""
     store = tracking_store()
@@ -67,6 +89,8 @@ def serve(port: int, workers: int, announce: Callable[[str], None], *, server_lo
     try:
         server.start(STARTUP_TIMEOUT_S)
         announce(f"MLflow UI for {redact_uri(store.uri)}: {server.uri}  (listening on {HOST} only; Ctrl-C stops it)")
+        for line in view_lines(store.uri, server.uri, experiment):
+            announce(line)
         return server.wait()
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through suite.launch.signals: a normal way to stop the UI
         return 0

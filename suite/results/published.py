@@ -346,9 +346,11 @@ def _import(client: Any, rows: Sequence[PublishedRow], experiment: str, prune: b
     from mlflow.entities import Metric, Param, RunTag
 
     from suite.tracking.client import ensure_experiment
-    from suite.tracking.run_page import comparison_links
+    from suite.tracking.run_page import comparison_links, comparison_views
+    from suite.tracking.views import save_views
 
     experiment_id = ensure_experiment(experiment, client)
+    save_views(client, experiment_id, {v for row in rows for v in comparison_views(row.case, row.topology)})
     report = ImportReport(experiment_id=experiment_id)
     existing: dict[str, list[Any]] = {}
     for run in _published_runs(client, experiment_id):

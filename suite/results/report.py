@@ -5,6 +5,8 @@ Outputs (all written to one folder and logged as artifacts of a run tagged `benc
     comparison.csv             every column of the comparison table (medians, min, max, spread, ratios)
     comparison.html            self-contained (inline CSS, charts embedded), opens from disk or the MLflow UI
     throughput_<case>.png      p_core per accelerator and topology
+    map_<case>.png             final mAP per accelerator and topology (the C500 and R300 pages publish only mAP
+    mem_<case>.png             and mem: these put them in the pictures too); memory in GiB
     map_curves_<case>.png      mAP per epoch of measured runs, published final mAPs as dashed lines
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +72,7 @@ def display_rows(table: pd.DataFrame, baseline: str) -> list[dict[str, str]]:
             "vendor": r["vendor"],
             "topology": r["topology"],
             "precision": precision,
+            "precision_run": r["precision"],
             "fix_hp": _text(r["fix_hp"], "/"),
             "mode": _text(r["mode"]),
             "n": str(r["n"]),
@@ -124,13 +128,37 @@ LEGEND = ("`timing` says how a row's p_core was timed: `sync` (measured rows: a 
           "`scaling` is p(1xN)/(N p(1x1)) within a node and p(2xN)/(2 p(1xN)) across nodes.")
 
 
-def terminal_report(comparison: Comparison) -> str:
+TERMINAL_WIDTH = 120
+
+
+def terminal_columns(baseline: str) -> tuple[str, ...]:
+    """What a reader compares first, in a width a terminal holds (`--wide` and the files keep every column)."""
+    return ("source", "vendor", "topology", "precision", "fix_hp", names.P_CORE, "timing", f"vs {baseline}", "mAP",
+            names.MEM, "n")
+
+
+def terminal_report(comparison: Comparison, *, wide: bool = False) -> str:
+    """The comparison as text: within TERMINAL_WIDTH characters, or every column with `wide`."""
     parts = []
-    columns = display_columns(comparison.baseline)
+    columns = display_columns(comparison.baseline) if wide else terminal_columns(comparison.baseline)
+    ratio = f"vs {comparison.baseline}"
     for case, table in comparison.table.groupby("case", sort=False):
         parts.append(f"== {case} ==")
-        parts.append(render_table(display_rows(table, comparison.baseline), columns))
-        parts.extend(f"  note: {note}" for note in _notes(table))
+        rows = display_rows(table, comparison.baseline)
+        if wide:
+            parts.append(render_table(rows, columns))
+        else:
+            relabelled = any(r["precision"] != r["precision_run"] for r in rows)
+            for r in rows:  # the page's own label moves to a footnote
+                r["precision"] = r["precision_run"] + ("*" if r["precision"] != r["precision_run"] else "")
+            parts.append(render_table(rows, columns, max_width=TERMINAL_WIDTH, cuttable=("fix_hp",),
+                                      titles={ratio: "vs base"}))
+            parts.append(f"  vs base: p_core ratio to {comparison.baseline}"
+                         + ("; precision*: the published page labels it otherwise (--wide shows how)"
+                            if relabelled else ""))
+        for note in _notes(table):
+            text = f"  note: {note}"
+            parts.append(text if wide else textwrap.fill(text, TERMINAL_WIDTH, subsequent_indent="    "))
         scaling = comparison.scaling[comparison.scaling["case"] == case]
         if len(scaling):
             parts.append("scaling efficiency:")
@@ -175,9 +203,16 @@ def _series_label(r: dict[str, Any]) -> str:
     return f"{r['vendor']} {r['precision']} {_text(r['fix_hp'], '/')} ({r['source']})"
 
 
-def throughput_chart(table: pd.DataFrame, case: str, path: Path) -> Path | None:
-    """Grouped bars: p_core per topology, one bar per accelerator/settings/source."""
-    rows = [r for r in table.to_dict("records") if _present(r[names.P_CORE])]
+BAR_CHARTS = (  # (file prefix, metric, axis label): what the published pages report per accelerator
+    ("throughput", names.P_CORE, "p_core (images/s)"),
+    ("map", names.MAP, "mAP (bbox AP@[.50:.95])"),
+    ("mem", names.MEM, "mem (GiB)"),
+)
+
+
+def bar_chart(table: pd.DataFrame, case: str, metric: str, label: str, path: Path) -> Path | None:
+    """Grouped bars: `metric` per topology, one bar per accelerator/settings/source (None when no row has it)."""
+    rows = [r for r in table.to_dict("records") if _present(r[metric])]
     if not rows:
         return None
     from suite.topology import parse_topology
@@ -187,17 +222,17 @@ def throughput_chart(table: pd.DataFrame, case: str, path: Path) -> Path | None:
     topologies = sorted({r["topology"] for r in rows}, key=parse_topology)
     series: dict[str, dict[str, float]] = {}
     for r in rows:
-        series.setdefault(_series_label(r), {})[r["topology"]] = r[names.P_CORE]
+        series.setdefault(_series_label(r), {})[r["topology"]] = r[metric]
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(topologies) + 2), 4.2))
-    for index, (label, values) in enumerate(series.items()):
+    for index, (series_label, values) in enumerate(series.items()):
         xs = [i + (index - (len(series) - 1) / 2) * width for i, t in enumerate(topologies) if t in values]
         ys = [values[t] for t in topologies if t in values]
-        bars = ax.bar(xs, ys, width=width, label=label)
+        bars = ax.bar(xs, ys, width=width, label=series_label)
         ax.bar_label(bars, labels=[format_number(y) for y in ys], fontsize=7)
     ax.set_xticks(range(len(topologies)), topologies)
-    ax.set_ylabel("p_core (images/s)")
-    return _save(fig, ax, f"{case}: p_core per accelerator and topology", path)
+    ax.set_ylabel(label)
+    return _save(fig, ax, f"{case}: {metric} per accelerator and topology", path)
 
 
 def map_chart(table: pd.DataFrame, history: pd.DataFrame, runs: pd.DataFrame, case: str, path: Path) -> Path | None:
@@ -266,7 +301,11 @@ def html_report(comparison: Comparison, charts: dict[str, list[Path]]) -> str:
         scaling = comparison.scaling[comparison.scaling["case"] == case]
         if len(scaling):
             section += ["<h3>Scaling efficiency</h3>", _html_table(_scaling_rows(scaling), SCALING_COLUMNS)]
-        for chart in charts.get(case, []):
+        case_charts = charts.get(case, [])
+        if case_charts:  # the files beside the report, then the pictures themselves (the page stands alone)
+            section.append("<p class=\"legend\">Charts: " + " · ".join(
+                f'<a href="{html.escape(c.name)}">{html.escape(c.stem)}</a>' for c in case_charts) + "</p>")
+        for chart in case_charts:
             data = base64.b64encode(chart.read_bytes()).decode()
             section.append(f'<img alt="{html.escape(chart.stem)}" src="data:image/png;base64,{data}">')
         sections.append("\n".join(section))
@@ -292,7 +331,8 @@ def write_report(comparison: Comparison, folder: Path, tracking_uri: str | None 
         curve_runs = case_runs[(case_runs["source"] == names.SOURCE_MEASURED)
                                & case_runs["mode"].isin(["convergence", "smoke"])].head(MAX_CURVE_RUNS)
         history = map_history(list(curve_runs["run_id"]), tracking_uri)
-        made = [throughput_chart(table, case, folder / f"throughput_{case}.png"),
+        made = [*(bar_chart(table, case, metric, label, folder / f"{prefix}_{case}.png")
+                  for prefix, metric, label in BAR_CHARTS),
                 map_chart(table, history, case_runs, case, folder / f"map_curves_{case}.png")]
         charts[case] = [p for p in made if p is not None]
     (folder / "comparison.md").write_text(markdown_report(comparison), encoding="utf-8")
@@ -308,8 +348,9 @@ def record_comparison_run(comparison: Comparison, report: ReportFiles, experimen
 
     Through the tracker (the client API): under `mlflow run` it attaches to the project's run (MLFLOW_RUN_ID).
     """
-    from suite.tracking.run_page import search_link
+    from suite.tracking.run_page import link_view, search_link
     from suite.tracking.tracker import MlflowTracker
+    from suite.tracking.views import save_views
 
     cases = sorted(comparison.table["case"].unique())
     vendors = sorted(comparison.table["vendor"].unique())
@@ -325,8 +366,13 @@ def record_comparison_run(comparison: Comparison, report: ReportFiles, experimen
     status = "FAILED"
     try:
         # The description is set once the run exists: its links name the experiment the run landed in.
-        links = " · ".join(search_link(tracker.experiment_id or "0", f"the {case} runs",
-                                       tag_clause(names.TAG_CASE, case)) for case in cases)
+        searches = {f"the {case} runs": tag_clause(names.TAG_CASE, case) for case in cases}
+        per_topology = (names.TAG_TOPOLOGY,)
+        if tracker.experiment_id:
+            save_views(tracker.client, tracker.experiment_id,
+                       [link_view(t, s, per_topology) for t, s in searches.items()])
+        links = " · ".join(search_link(tracker.experiment_id or "0", text, search, per_topology)
+                           for text, search in searches.items())
         tracker.set_tags({names.TAG_DESCRIPTION: f"**Runs compared:** {links}\n\n{description}"})
         tracker.log_metrics({"compared_runs": len(comparison.runs), "table_rows": len(comparison.table)})
         for path in report.files:

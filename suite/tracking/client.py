@@ -20,7 +20,8 @@ CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
-# MLflow 3's UI opens an experiment on its GenAI overview unless the experiment says it holds training runs.
+# Marks the experiment as one of training runs (MLflow's own clients read it; the UI's layout follows the URL's
+# workflowType, which every URL the suite writes sets: suite.tracking.views).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_EXPERIMENT_KIND = "custom_model_development"
 
@@ -61,18 +62,24 @@ def tags_filter(tags: dict[str, str], *extra: str) -> str:
 
 
 def ensure_experiment(name: str, mlflow_client: Any | None = None) -> str:
-    """The id of experiment `name`, created if missing, marked so the MLflow UI opens it on its runs table."""
+    """The id of experiment `name`, created if missing, marked as a training experiment and holding the saved
+    view of every benchmark row (`suite.tracking.views.EVERY_RUN`)."""
     from mlflow.exceptions import MlflowException
 
+    from suite.tracking.views import EVERY_RUN
+
     mlflow_client = mlflow_client or client()
+    view_key, view_value = EVERY_RUN.tag()
     found = mlflow_client.get_experiment_by_name(name)
     if found is None:
         try:
-            return mlflow_client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND})
+            return mlflow_client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND,
+                                                               view_key: view_value})
         except MlflowException:  # created meanwhile by a concurrent run
             found = mlflow_client.get_experiment_by_name(name)
             if found is None:
                 raise
-    if EXPERIMENT_KIND_TAG not in found.tags:
-        mlflow_client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT_KIND)
+    for key, value in ((EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT_KIND), (view_key, view_value)):
+        if key not in found.tags:
+            mlflow_client.set_experiment_tag(found.experiment_id, key, value)
     return found.experiment_id

@@ -8,7 +8,6 @@ and its digest as the `bench.data_fingerprint` tag, so runs on the same data can
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,10 +39,6 @@ def sha256_of(path: Path) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def fingerprint_files(root: Path, files: Mapping[str, Path]) -> dict[str, str]:
-    return {name: sha256_of(path) for name, path in files.items() if path.is_file()}
 
 
 def git_state(start: Path) -> dict[str, str]:

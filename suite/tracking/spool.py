@@ -30,7 +30,7 @@ from suite.errors import DataError, RunError, one_line
 from suite.redaction import redact_uri
 from suite.tracking.client import client as mlflow_client
 from suite.tracking.locks import file_lock
-from suite.tracking.run_page import with_links
+from suite.tracking.run_page import save_link_views, with_links
 from suite.tracking.tracker import (
     MAX_PARAM_LENGTH,
     MAX_TAG_LENGTH,
@@ -434,6 +434,7 @@ def _sync(directory: Path, client: Any | None, *, force: bool) -> SyncResult:
         run = client.create_run(ensure_experiment(start["experiment"], client), start_time=start["start_time_ms"],
                                 tags=start["tags"], run_name=start["tags"].get(RUN_NAME_TAG))
         run_id = run.info.run_id
+        save_link_views(client, run.info.experiment_id, start["tags"])
         _note_run(directory, run_id)
     try:
         return _upload(directory, records, client, run_id, existing)

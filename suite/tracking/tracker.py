@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from suite.redaction import redact_uri
 from suite.tracking.client import client as mlflow_client
 from suite.tracking.client import ensure_experiment
+from suite.tracking.run_page import save_link_views
 
 if TYPE_CHECKING:
     from suite.tracking.provenance import DatasetRecord
@@ -128,7 +129,10 @@ class MlflowTracker:
                                     tags=dict(tags), run_name=tags.get(RUN_NAME_TAG))
             run_id = run.info.run_id
         logger.info("MLflow run %s in %s", run_id, redact_uri(mlflow.get_tracking_uri()))
-        return cls(client, run_id)
+        tracker = cls(client, run_id)
+        if tracker.experiment_id:
+            save_link_views(client, tracker.experiment_id, tags)
+        return tracker
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
