@@ -15,7 +15,8 @@ import mlflow
 import pytest
 
 from suite.results.published import import_published, load_published
-from tests.helpers import UiProcess, run_cli
+from suite.tracking.views import EVERY_RUN, VIEW_TAG_PREFIX
+from tests.helpers import UiProcess, linked_filters, run_cli
 
 
 def _process_tree(root: int) -> set[int]:
@@ -81,6 +82,19 @@ def test_ui_serves_the_store_on_loopback_only(tracking_uri: str) -> None:
         assert ui.announcement == f"MLflow UI for {tracking_uri}: {ui.url}  (listening on 127.0.0.1 only; " \
                                   f"Ctrl-C stops it)"
         assert ui.url.startswith("http://127.0.0.1:")
+        # Then the saved views to open, in the training layout: every row, and each case's charts.
+        table, *charts = ui.view_lines(4)
+        assert table.startswith(f"benchmark table, grouped by accelerator: {ui.url}/#/experiments/{experiment_id}/")
+        assert [line.split(":")[0] for line in charts] == ["faster_rcnn", "mask_rcnn", "retinanet"]
+        assert all("compareRunsMode=CHART" in line for line in charts)
+        filters = [linked_filters(tracking_uri, experiment_id, line)[0] for line in (table, *charts)]
+        assert filters == ["", *(f"tags.`bench.case` = '{case}'" for case in ("faster_rcnn", "mask_rcnn",
+                                                                                "retinanet"))]
+        state = json.loads(json.loads(mlflow.MlflowClient(tracking_uri).get_experiment(experiment_id).tags[
+            VIEW_TAG_PREFIX + EVERY_RUN.key])["state"])
+        assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "bench.vendor"}]
+        assert {"tags.`bench.case`", "tags.`bench.topology`", "metrics.`p_core`", "metrics.`map`",
+                "metrics.`mem`"} <= set(state["selectedColumns"])
         request = urllib.request.Request(f"{ui.url}/api/2.0/mlflow/runs/search", method="POST",
                                          data=json.dumps({"experiment_ids": [experiment_id]}).encode(),
                                          headers={"Content-Type": "application/json"})
