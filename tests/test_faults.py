@@ -141,15 +141,16 @@ def test_sync_leaves_a_run_in_progress_alone_and_syncs_the_rest(mlflow_server: M
 def test_a_server_that_never_answers_costs_seconds_and_is_recorded(silent_server: str) -> None:
     began = time.monotonic()
     result = run_cli(*LIGHT_RUN, timeout=300,
-                     # 5 s per try: the stall then outlasts the run's training even on a loaded CI machine
-                     env={"MLFLOW_TRACKING_URI": silent_server, "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"})
+                     # 10 s per try: the stall then outlasts the run's training even on a machine loaded by the
+                     # other test workers (training took 19 s there, against 3 s alone)
+                     env={"MLFLOW_TRACKING_URI": silent_server, "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"})
     elapsed = time.monotonic() - began
     assert result.returncode == 0, result.stderr[-3000:]
     assert elapsed < 120, elapsed  # MLflow's own timeout (120 s, three tries, twice) would take 12 minutes
     (folder,) = pending(spool_root())
     metrics = {k: v for r in read_journal(folder) if r["op"] == "metrics" for k, v in r["metrics"].items()}
-    # the stall (three tries of 5 s at the start) is recorded as such, beside the phases it is kept out of
-    assert metrics[names.TRACKING_STALL_TIME] >= 15 and metrics[names.TRACKING_TIME] >= metrics[
+    # the stall (three tries of 10 s at the start) is recorded as such, beside the phases it is kept out of
+    assert metrics[names.TRACKING_STALL_TIME] >= 30 and metrics[names.TRACKING_TIME] >= metrics[
         names.TRACKING_STALL_TIME]
     assert metrics[names.TRAIN_TIME] < metrics[names.TRACKING_STALL_TIME]
 
