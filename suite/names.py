@@ -61,7 +61,6 @@ PARAM_PRECISION = "precision"
 PARAM_MODE = "mode"
 PARAM_EPOCHS = "epochs"
 PARAM_MAX_STEPS = "max_steps"
-PARAM_WEIGHTS_SHA256 = "model.backbone_weights_sha256"
 PARAM_FLOPS_PER_IMAGE = "mfu.flops_per_image"
 PARAM_PEAK_TFLOPS = "mfu.peak_tflops"
 

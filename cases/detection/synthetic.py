@@ -38,7 +38,6 @@ COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
     (78, "microwave"), (79, "oven"), (80, "toaster"), (81, "sink"), (82, "refrigerator"), (84, "book"),
     (85, "clock"), (86, "vase"), (87, "scissors"), (88, "teddy bear"), (89, "hair drier"), (90, "toothbrush"),
 )
-CATEGORY_NAMES = dict(COCO_CATEGORIES)
 # shape -> (COCO category id, base RGB colour)
 SHAPES: dict[str, tuple[int, tuple[int, int, int]]] = {
     "rectangle": (72, (200, 40, 40)),     # tv

@@ -52,8 +52,8 @@ def check_port(port: int) -> None:
 def view_lines(tracking_uri: str, ui_uri: str, experiment: str) -> list[str]:
     """The addresses that open the benchmark's saved views of `experiment` (in the training layout), or of the
     experiments list while it has no runs."""
-    from suite import names
-    from suite.tracking.client import client, ensure_experiment
+    from suite import names, registry
+    from suite.tracking.client import client, ensure_experiment, tag_clause
     from suite.tracking.views import EVERY_RUN, WORKFLOW_PARAMETER, case_view, save_views
 
     mlflow_client = client(tracking_uri)
@@ -61,8 +61,9 @@ def view_lines(tracking_uri: str, ui_uri: str, experiment: str) -> list[str]:
         return [f"  experiments: {ui_uri}/#/experiments?{'='.join(WORKFLOW_PARAMETER)}"]
     experiment_id = ensure_experiment(experiment, mlflow_client)  # an older store gains the saved view here
     lines = [f"  benchmark table, grouped by accelerator: {ui_uri}/{EVERY_RUN.path(experiment_id)}"]
-    cases = sorted({run.data.tags[names.TAG_CASE] for run in mlflow_client.search_runs(
-        [experiment_id], f"tags.`{names.TAG_CASE}` LIKE '%'", max_results=5000) if names.TAG_CASE in run.data.tags})
+    # One small query per known case, not every run of the store read back at start-up.
+    cases = [case for case in sorted(registry.listed_cases()) if mlflow_client.search_runs(
+        [experiment_id], tag_clause(names.TAG_CASE, case), max_results=1)]
     views = [case_view(case) for case in cases]
     save_views(mlflow_client, experiment_id, views)
     lines += [f"  {case}: p_core, mAP and mem charts per accelerator and topology: "
