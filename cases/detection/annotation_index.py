@@ -40,6 +40,7 @@ FORMAT = 1  # bump when the arrays' layout changes: old caches are then ignored,
 NO_SEGMENTATION, POLYGONS, RLE_COUNTS, RLE_STRING = 0, 1, 2, 3
 
 Check = Callable[[Any, Path, Progress], None]  # validates a parsed document, raising DataError
+REQUIRED_KEYS = ("images", "annotations", "categories")  # the lists every COCO annotation file holds
 
 logger = logging.getLogger(__name__)
 _warned_unwritable: set[str] = set()
@@ -76,11 +77,22 @@ def parse_annotation_file(annotation_file: Path) -> Any:
         raise DataError(f"{annotation_file}: nested too deeply to be a COCO annotation file") from None
 
 
-def record_count(document: Any, keys: tuple[str, ...]) -> int | None:
-    """How many records a document holds under `keys` (for the progress line), None when it is not an object."""
+def _record_count(document: Any) -> int | None:
+    """How many records a document holds (for the progress line), None when it is not an object."""
     if not isinstance(document, dict):
         return None
-    return sum(len(document[k]) for k in keys if isinstance(document.get(k), list))
+    return sum(len(document[k]) for k in REQUIRED_KEYS if isinstance(document.get(k), list))
+
+
+@contextlib.contextmanager
+def checked_document(annotation_file: Path, check: Check, verb: str) -> Iterator[Any]:
+    """The parsed document once `check` accepts it, inside a progress line ("<verb> <file>: N records") that
+    also covers what the caller builds from it; the collector stays paused throughout (`gc_paused`)."""
+    with gc_paused():
+        document = parse_annotation_file(annotation_file)
+        with Progress(f"{verb} {annotation_file.name}", _record_count(document), unit="records") as progress:
+            check(document, annotation_file, progress)
+            yield document
 
 
 def _ragged(chunks: list[bytes] | list[list[float]] | list[list[int]], dtype: type) -> tuple[np.ndarray, np.ndarray]:
@@ -262,15 +274,7 @@ class AnnotationIndex:
 
 
 def _build(annotation_file: Path, check: Check) -> dict[str, np.ndarray]:
-    with gc_paused():
-        return _parse_check_build(annotation_file, check)
-
-
-def _parse_check_build(annotation_file: Path, check: Check) -> dict[str, np.ndarray]:
-    document = parse_annotation_file(annotation_file)
-    records = record_count(document, ("images", "annotations", "categories"))
-    with Progress(f"indexing {annotation_file.name}", records, unit="records") as progress:
-        check(document, annotation_file, progress)
+    with checked_document(annotation_file, check, "indexing") as document:
         try:
             return build_arrays(document)
         except (TypeError, ValueError, OverflowError) as error:

@@ -27,12 +27,11 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset, Sampler
 from torchvision.io import ImageReadMode, decode_image, read_file
 
-from cases.detection.annotation_index import AnnotationIndex, gc_paused, parse_annotation_file, record_count
+from cases.detection.annotation_index import REQUIRED_KEYS, AnnotationIndex, checked_document
 from suite.errors import DataError
 from suite.progress import Progress
 
 SPLITS = ("train", "val")
-REQUIRED_KEYS = ("images", "annotations", "categories")
 PROGRESS_CHUNK = 20_000
 
 
@@ -43,15 +42,11 @@ def split_paths(root: Path, split: str) -> tuple[Path, Path]:
 def load_coco(annotation_file: Path) -> COCO:
     """Parse, check and index a COCO annotation file with pycocotools (the evaluator's ground truth), or raise
     DataError naming the file and what is wrong with it."""
-    with gc_paused():
-        document = parse_annotation_file(annotation_file)
-        with Progress(f"loading {annotation_file.name}", record_count(document, REQUIRED_KEYS),
-                      unit="records") as progress:
-            check_annotations(document, annotation_file, progress)
-            coco = COCO()
-            coco.dataset = document
-            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
-                coco.createIndex()
+    with checked_document(annotation_file, check_annotations, "loading") as document:
+        coco = COCO()
+        coco.dataset = document
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+            coco.createIndex()
     return coco
 
 
