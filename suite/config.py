@@ -44,6 +44,14 @@ MAX_YAML_VALUES = 100_000  # scalars and collections a document may expand to (n
 class _UserYamlLoader(yaml.SafeLoader):
     """PyYAML's safe loader with a bounded nesting depth (deeper documents hit Python's recursion limit)."""
 
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # PyYAML's scanner reads up to 1,024 characters past an open bracket (it may be a key) and rechecks every
+        # open bracket at each token: 20,000 `[` cost seconds before the composer's depth check is reached, so
+        # flow nesting is also bounded here, as it is scanned.
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"nested more than {MAX_YAML_DEPTH} levels deep, line {self.line + 1}")
+        super().fetch_flow_collection_start(token_class)
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         depth = getattr(self, "_depth", 0)
         if depth >= MAX_YAML_DEPTH:

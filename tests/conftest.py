@@ -14,6 +14,12 @@ import pytest
 
 from suite.launch.mlflow_server import MlflowServer
 
+# One compute thread per process, set before anything imports torch. The suite keeps three test workers busy on a
+# 2-core machine, each starting runs of its own: with torch's default of one OpenMP thread per core, the threads
+# of concurrent processes spin-wait for each other, and a light run costs 3x its CPU time (28 s instead of 8 s
+# measured beside two busy processes). The tests check what runs record, not how fast a core is.
+os.environ["OMP_NUM_THREADS"] = "1"
+
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

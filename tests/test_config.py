@@ -137,13 +137,27 @@ def test_minimal_layers_resolve_and_unknown_topology_fails() -> None:
         config.resolve("faster_rcnn", "cpu", "4x4")
 
 
-def test_list_does_not_import_torch() -> None:
-    code = ("import sys\nfrom suite.cli import cli\n"
-            "cli.main(['list'], standalone_mode=False)\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+@pytest.mark.parametrize(("args", "code", "printed"), [
+    (["list"], 0, "kunlunxin_r300"),
+    (["show-config", "--case", "mask_rcnn", "--vendor", "metax_c500"], 0, "config_hash:"),
+    (["make-data", "--case", "retinanet", "--train", "2", "--val", "1", "--size", "32x32"], 0, "wrote 2 train"),
+    (["run", "--case", "retinanet", "--vendor", "cpu", "--synthetic", "--set", "hp.lr=fast"], 2, ""),
+], ids=["list", "show-config", "make-data", "refused-run"])
+def test_commands_that_only_read_configs_or_write_data_do_not_import_torch(
+        tmp_path: Path, args: list[str], code: int, printed: str) -> None:
+    """They answer in a fraction of a second: the cases import torch, torchvision and pycocotools only to run."""
+    if args[0] == "make-data":
+        args = [*args, "--out", str(tmp_path / "data")]
+    program = ("import sys\nfrom suite.cli import cli\n"
+               f"try:\n    cli.main({args!r}, standalone_mode=False)\n"
+               "except Exception as error:\n    print(type(error).__name__, error)\n"
+               "loaded = [m for m in ('torch', 'torchvision', 'pycocotools') if m in sys.modules]\n"
+               "assert not loaded, f'imported {loaded}'\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "kunlunxin_r300" in result.stdout and "mask_rcnn" in result.stdout
+    assert printed in result.stdout
+    if code == 2:
+        assert "ConfigError" in result.stdout and "hp.lr" in result.stdout, result.stdout
 
 
 def test_config_file_layer_sits_between_topology_and_set(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from tests.helpers import (
     REPO,
     artifact_paths,
     free_port,
+    invoke,
     linked_filters,
     metric_history,
     run_cli,
@@ -122,10 +123,10 @@ def test_sigterm_to_a_multi_process_job_kills_its_run(tracking_uri: str) -> None
 
 
 def test_a_diverging_loss_fails_the_run_naming_the_step(tracking_uri: str) -> None:
-    result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *LIGHT,
-                     "--set", "train.max_steps=6", "--set", "hp.lr=1e20", "--set", "hp.warmup_iters=1",
-                     "--set", "tracking.log_every=1")
-    assert result.returncode == 1
+    result = invoke("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *LIGHT,
+                    "--set", "train.max_steps=6", "--set", "hp.lr=1e20", "--set", "hp.warmup_iters=1",
+                    "--set", "tracking.log_every=1")
+    assert result.exit_code == 1
     assert result.stderr.rstrip().splitlines()[-1] == "accelbench: run failed: loss became nan at step 2"
     (run,) = search_runs(tracking_uri)
     assert run.info.status == "FAILED"

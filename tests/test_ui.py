@@ -35,6 +35,13 @@ def _process_tree(root: int) -> set[int]:
         tree |= more
 
 
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _listening(root: int) -> set[tuple[str, int]]:
     """(address, port) of every TCP socket the process tree listens on, from /proc."""
     inodes = set()
@@ -104,6 +111,10 @@ def test_ui_serves_the_store_on_loopback_only(tracking_uri: str) -> None:
         with urllib.request.urlopen(ui.url, timeout=30) as response:
             assert response.status == 200 and b"<html" in response.read().lower()
 
+        # MLflow's GenAI job runners (huey consumers, several processes importing MLflow) are not started.
+        commands = [_command_line(pid) for pid in _process_tree(ui.process.pid)]
+        assert not [c for c in commands if "huey" in c], commands
+        assert any(" server " in c for c in commands), commands
         listening = _listening(ui.process.pid)
         assert (("127.0.0.1", ui.port)) in listening
         assert {address for address, _ in listening} == {"127.0.0.1"}, listening

@@ -11,39 +11,47 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler, Sampler, SequentialSampler
-
-from cases.detection.data import (
-    CocoDetection,
-    GroupedBatchSampler,
-    aspect_ratio_groups,
-    check_image_files,
-    check_labels,
-    check_root,
-    check_segmentations,
-    collate,
-    to_float,
-)
-from cases.detection.evaluator import CocoEvaluator, check_backend
-from cases.detection.models import check_detector_kwargs, check_resnet50_weights, resnet50_fpn
 from cases.detection.settings import DetectionModelSettings
 from cases.detection.synthetic import COMPLETE_MARKER as SYNTHETIC_COMPLETE_MARKER
 from cases.detection.synthetic import SyntheticSpec, ensure_dataset, write_dataset
 from cases.detection.weights import verify_weights_file
 from suite import names
 from suite.config import BenchConfig
-from suite.engine.distributed import Collectives, DistContext
 from suite.errors import ConfigError
 from suite.progress import Progress
+from suite.registry import load_object
 from suite.tracking.provenance import DatasetRecord
+
+# torch, torchvision and pycocotools are imported where they are used, not here: reading a case's config
+# (`show-config`, every `--set` check) and writing its synthetic data (`make-data`) then take a fraction of a second
+# instead of the 4 s those imports cost.
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, Sampler
+
+    from cases.detection.data import CocoDetection
+    from suite.engine.distributed import Collectives, DistContext
 
 logger = logging.getLogger(__name__)
 
-Batch = tuple[tuple[torch.Tensor, ...], tuple[dict[str, torch.Tensor], ...]]
+
+class ImportedOnUse:
+    """A class attribute that names a class by import string ("package.module:Name") and imports it when first
+    read, so a case can name its torchvision detector without importing torchvision with the case."""
+
+    def __init__(self, import_string: str) -> None:
+        self.import_string = import_string
+        self._value: Any = None
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if self._value is None:
+            self._value = load_object(self.import_string)
+        return self._value
+
+Batch = tuple[tuple["torch.Tensor", ...], tuple[dict[str, "torch.Tensor"], ...]]
 
 
 class DetectionCase:
@@ -67,6 +75,16 @@ class DetectionCase:
     # --- checks done before any run is created -------------------------------------------------------------
     def check(self, data_root: Path) -> None:
         """Validate backbone choice, weights file and dataset; index the annotations (raises BenchError)."""
+        from cases.detection.data import (
+            CocoDetection,
+            check_image_files,
+            check_labels,
+            check_root,
+            check_segmentations,
+        )
+        from cases.detection.evaluator import check_backend
+        from cases.detection.models import check_detector_kwargs
+
         model = self.config.model
         if model.backbone not in self.backbones:
             raise ConfigError(f"backbone {model.backbone!r} is not available for {self.name} "
@@ -97,6 +115,8 @@ class DetectionCase:
 
     def check_weights(self, path: Path) -> None:
         """The backbone file holds weights this case can load (a ResNet-50 state dict for the built-in cases)."""
+        from cases.detection.models import check_resnet50_weights
+
         check_resnet50_weights(path)
 
     # --- synthetic data and the doctor's probe ------------------------------------------------------------------
@@ -152,6 +172,8 @@ class DetectionCase:
         return {}
 
     def build_model(self) -> nn.Module:
+        from cases.detection.models import resnet50_fpn
+
         settings = self.config.model
         backbone, self.trainable_layers = resnet50_fpn(settings, **self.backbone_layers())
         return self.build_detector(backbone)
@@ -159,6 +181,11 @@ class DetectionCase:
     # --- data ------------------------------------------------------------------------------------------------
     def train_loader(self, pin_memory: bool, context: DistContext) -> DataLoader:
         """Shuffled, aspect-ratio grouped batches of this rank's shard (torchvision's recipe)."""
+        import torch
+        from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
+
+        from cases.detection.data import GroupedBatchSampler, aspect_ratio_groups, collate
+
         assert self.train_set is not None, "check() builds the datasets"
         data = self.config.data
         seed = self.config.hp.seed
@@ -180,6 +207,8 @@ class DetectionCase:
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle a distributed sampler per epoch (a seeded RandomSampler reshuffles by itself)."""
+        from torch.utils.data import DistributedSampler
+
         if isinstance(self._train_sampler, DistributedSampler):
             self._train_sampler.set_epoch(epoch)
 
@@ -194,6 +223,10 @@ class DetectionCase:
         return self._val_loader
 
     def _build_val_loader(self, pin_memory: bool, context: DistContext) -> DataLoader:
+        from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
+
+        from cases.detection.data import collate
+
         assert self.val_set is not None
         data = self.config.data
         sampler: Sampler[int] = SequentialSampler(self.val_set)
@@ -205,11 +238,15 @@ class DetectionCase:
 
     def sample_batch(self, count: int) -> Batch:
         """The first `count` training images as one batch (for counting FLOPs), without touching the loaders."""
+        from cases.detection.data import collate
+
         assert self.train_set is not None, "check() indexes the data first"
         return collate([self.train_set[i] for i in range(min(count, len(self.train_set)))])
 
     @staticmethod
     def to_device(batch: Batch, device: torch.device) -> Batch:
+        from cases.detection.data import to_float
+
         images, targets = batch
         non_blocking = device.type != "cpu"
         images = tuple(to_float(image.to(device, non_blocking=non_blocking)) for image in images)
@@ -223,6 +260,8 @@ class DetectionCase:
     # --- training --------------------------------------------------------------------------------------------
     def optimizer(self, model: nn.Module, options: Mapping[str, Any] | None = None) -> torch.optim.Optimizer:
         """torchvision's SGD; `options` picks the implementation (fused/foreach) without changing the update."""
+        import torch
+
         hp = self.config.hp
         params = [p for p in model.parameters() if p.requires_grad]
         return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
@@ -236,6 +275,8 @@ class DetectionCase:
         training run, where warm-up spans far more than the budget. Capping it at a small (synthetic) epoch would
         ramp to the full lr within a few dozen steps, which diverges from random init (seen on H100, bs 16).
         """
+        import torch
+
         hp = self.config.hp
         warmup_iters = hp.warmup_iters
         if self.config.train.mode != "throughput":
@@ -254,19 +295,23 @@ class DetectionCase:
         return sum(losses.values()), losses
 
     # --- evaluation ------------------------------------------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, device: torch.device, pin_memory: bool,
                  autocast: Callable[[], contextlib.AbstractContextManager[Any]], collectives: Collectives
                  ) -> dict[str, Any]:
         """Every rank predicts its shard; rank 0 merges them (each image once) and computes COCO AP; all ranks get
         the same {metric name: AP} plus the full stats, so their stopping decisions agree."""
+        import torch
+
+        from cases.detection.data import to_float
+        from cases.detection.evaluator import CocoEvaluator
+
         assert self.val_set is not None, "check() builds the datasets"
         evaluator = CocoEvaluator(None, self.iou_types, self.config.eval.backend)  # collects; rank 0 scores
         was_training = model.training
         model.eval()
         loader = self.val_loader(pin_memory, collectives.context)
         try:
-            with Progress("evaluation", len(loader), unit="batches") as progress:
+            with torch.no_grad(), Progress("evaluation", len(loader), unit="batches") as progress:
                 for images, targets in loader:
                     images = [to_float(image.to(device, non_blocking=True)) for image in images]
                     with autocast():

@@ -7,19 +7,19 @@ mobilenet_v3_large`, random init only): about 4x cheaper per step at small image
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from torch import nn
-from torchvision.models.detection import FasterRCNN, fasterrcnn_mobilenet_v3_large_fpn
-
-from cases.detection.case import DetectionCase
+from cases.detection.case import DetectionCase, ImportedOnUse
 from suite.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class FasterRCNNCase(DetectionCase):
     name: ClassVar[str] = "faster_rcnn"
     backbones: ClassVar[tuple[str, ...]] = ("resnet50", "mobilenet_v3_large")
-    detector_class: ClassVar[type[nn.Module]] = FasterRCNN
+    detector_class: ClassVar[type[nn.Module]] = ImportedOnUse("torchvision.models.detection:FasterRCNN")
 
     def check(self, data_root: Path) -> None:
         settings = self.config.model
@@ -29,6 +29,8 @@ class FasterRCNNCase(DetectionCase):
         super().check(data_root)
 
     def build_model(self) -> nn.Module:
+        from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
+
         settings = self.config.model
         if settings.backbone != "mobilenet_v3_large":
             return super().build_model()

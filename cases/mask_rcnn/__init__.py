@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from torch import nn
-from torchvision.models.detection import MaskRCNN
+from cases.detection.case import DetectionCase, ImportedOnUse
 
-from cases.detection.case import DetectionCase
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class MaskRCNNCase(DetectionCase):
     name: ClassVar[str] = "mask_rcnn"
     iou_types: ClassVar[tuple[str, ...]] = ("bbox", "segm")
     needs_masks: ClassVar[bool] = True
-    detector_class: ClassVar[type[nn.Module]] = MaskRCNN
+    detector_class: ClassVar[type[nn.Module]] = ImportedOnUse("torchvision.models.detection:MaskRCNN")

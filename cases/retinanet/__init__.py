@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from torch import nn
-from torchvision.models.detection import RetinaNet
-from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+from cases.detection.case import DetectionCase, ImportedOnUse
 
-from cases.detection.case import DetectionCase
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class RetinaNetCase(DetectionCase):
     name: ClassVar[str] = "retinanet"
-    detector_class: ClassVar[type[nn.Module]] = RetinaNet
+    detector_class: ClassVar[type[nn.Module]] = ImportedOnUse("torchvision.models.detection:RetinaNet")
 
     def backbone_layers(self) -> dict[str, Any]:
+        from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
         # P3-P7 as in torchvision: skip C2 (too many anchors), add P6/P7 from P5.
         return {"returned_layers": [2, 3, 4], "extra_blocks": lambda: LastLevelP6P7(256, 256)}

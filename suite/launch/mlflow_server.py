@@ -17,6 +17,10 @@ from pathlib import Path
 from suite.errors import RunError
 
 LOOPBACK = "127.0.0.1"
+# MLflow 3's server starts job-runner processes (huey consumers, one per GenAI job kind: judges, prompt optimisation,
+# trace rollups), each importing MLflow: about 7 processes and 20 CPU-seconds per start. Benchmark runs and the
+# benchmark UI never submit such jobs, so they are off unless the user's environment turns them on.
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -56,7 +60,8 @@ class MlflowServer:
             # Its own process group, so stopping it also stops the server's worker processes.
             self.process = subprocess.Popen(self.command(), start_new_session=True, stdout=output,
                                             stderr=subprocess.STDOUT if output is not None else None,
-                                            env={**os.environ, "MLFLOW_TRACKING_URI": self.backend_uri})
+                                            env={JOB_EXECUTION_ENV: "false", **os.environ,
+                                                 "MLFLOW_TRACKING_URI": self.backend_uri})
         deadline = time.monotonic() + timeout_s
         while True:
             with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
