@@ -51,6 +51,7 @@ class ImportedOnUse:
             self._value = load_object(self.import_string)
         return self._value
 
+
 Batch = tuple[tuple["torch.Tensor", ...], tuple[dict[str, "torch.Tensor"], ...]]
 
 
