@@ -183,7 +183,24 @@ class Progress:
 
 class ConsoleHandler(logging.StreamHandler):
     """stderr logging that shares the terminal with a live bar: clears the bar's line before a log line and drops
-    records that only repeat what the bar shows. The bar redraws itself on its next update."""
+    records that only repeat what the bar shows. The bar redraws itself on its next update.
+
+    Without a `stream` it writes to whatever `sys.stderr` is when a record arrives (as logging's last-resort
+    handler does), so a caller that redirects stderr after the handler was made, such as click's CliRunner,
+    still gets the lines.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._given = stream
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr if self._given is None else self._given
+
+    @stream.setter
+    def stream(self, value: TextIO | None) -> None:  # StreamHandler.__init__ and setStream assign it
+        self._given = value
 
     def emit(self, record: logging.LogRecord) -> None:
         bar = Progress.active

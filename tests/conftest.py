@@ -4,6 +4,7 @@ fixtures are in tests/helpers.py.)"""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -53,12 +54,18 @@ ISOLATED_NAMES = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NA
                   "ACCELBENCH_PROGRESS", "ACCELBENCH_PROGRESS_INTERVAL", "ACCELBENCH_VENDOR_CONFIGS")
 
 
+# The loggers the CLI's -v/-q set (suite.cli.base.configure_logging).
+CLI_LOGGERS = ("", "suite", "cases", "urllib3")
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, tmp_path: Path, empty_store: Path
                  ) -> Iterator[None]:
     """Every test gets its own MLflow store and never touches the user's ~/.cache or ./mlflow.db; whatever a test
-    (or the CLI it drives in-process) sets in the environment is undone after it."""
+    (or the CLI it drives in-process) sets in the environment or the logging setup is undone after it."""
     saved = dict(os.environ)
+    levels = {name: logging.getLogger(name).level for name in CLI_LOGGERS}
+    handlers = list(logging.getLogger().handlers)
     shutil.copyfile(empty_store, tmp_path / "mlflow.db")
     monkeypatch.setenv("ACCELBENCH_CACHE", str(cache_dir))
     monkeypatch.setenv("ACCELBENCH_SPOOL", str(tmp_path / "spool"))
@@ -73,6 +80,9 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, tmp_path: Pat
     yield
     os.environ.clear()
     os.environ.update(saved)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger().handlers[:] = handlers
 
 
 @pytest.fixture
@@ -100,11 +110,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
-    """A started `mlflow server` on its own SQLite file and artifact folder (kill() and start() again for an
-    outage); MLFLOW_TRACKING_URI is left alone (tests choose where to log)."""
+def mlflow_server(tmp_path: Path, empty_store: Path) -> Iterator[MlflowServer]:
+    """A started `mlflow server` on its own SQLite file (a copy of the empty store: no migrations at start) and
+    artifact folder (kill() and start() again for an outage); MLFLOW_TRACKING_URI is left alone (tests choose
+    where to log)."""
     folder = tmp_path / "server"
     folder.mkdir()
+    shutil.copyfile(empty_store, folder / "server.db")
     server = MlflowServer(f"sqlite:///{folder / 'server.db'}", artifacts=folder / "artifacts",
                           log=folder / "server.log")
     try:

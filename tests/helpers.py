@@ -51,12 +51,12 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
                           capture_output=True, text=True, timeout=timeout)
 
 
-def invoke(*args: str) -> Result:
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     """The CLI in this process (click's CliRunner): the same commands and one-line errors, without a process
-    start and a torch import per call. Result has exit_code, stdout and stderr."""
+    start and a torch import per call; `env` is set for the call only. Result has exit_code, stdout and stderr."""
     from suite.cli import cli
 
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
 def search_runs(tracking_uri: str) -> list[Any]:

@@ -17,7 +17,7 @@ from cases.detection.data import load_coco
 from cases.detection.evaluator import CocoEvaluator
 from cases.detection.synthetic import SyntheticSpec, ensure_dataset
 from suite import names
-from tests.helpers import LIGHT, REPO, free_port, run_cli, search_runs
+from tests.helpers import LIGHT, REPO, free_port, invoke, run_cli, search_runs
 
 KILL_TIMEOUT_S = 60
 
@@ -43,10 +43,11 @@ def _check_distributed_eval(run, tracking_uri: str, cache_dir: Path, val_images:
 
 def test_1x2_run_sums_images_and_evaluates_each_image_once(tracking_uri: str, cache_dir: Path) -> None:
     # 7 val images over 2 ranks: the distributed sampler repeats one image to even the shards.
-    result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--topology", "1x2", "--synthetic",
-                     "--master-port", str(free_port()), *LIGHT, "--set", "data.synthetic.val=7",
-                     "--set", "train.max_steps=3", "--set", "hp.epochs=2", "--set", "eval.save_predictions=true")
-    assert result.returncode == 0, result.stderr[-4000:]
+    # The launching `accelbench run` in this process; torchrun and both ranks are processes of their own.
+    result = invoke("run", "--case", "faster_rcnn", "--vendor", "cpu", "--topology", "1x2", "--synthetic",
+                    "--master-port", str(free_port()), *LIGHT, "--set", "data.synthetic.val=7",
+                    "--set", "train.max_steps=3", "--set", "hp.epochs=2", "--set", "eval.save_predictions=true")
+    assert result.exit_code == 0, result.stderr[-4000:]
     (run,) = search_runs(tracking_uri)
     metrics, tags = run.data.metrics, run.data.tags
     assert run.info.status == "FINISHED"
@@ -147,11 +148,12 @@ def test_root_cause_prefers_the_killed_rank_over_follow_on_errors() -> None:
 def test_matrix_runs_rounds_under_one_parent_with_scaling(tracking_uri: str) -> None:
     # retinanet members fail (the light settings' MobileNet backbone is a Faster R-CNN one): the matrix reports
     # them and goes on.
-    result = run_cli("matrix", "--vendor", "cpu", "--cases", "faster_rcnn,retinanet", "--topologies", "1x1,1x2,2x1",
-                     "--repeat", "2", "--synthetic", *LIGHT,
-                     # throughput mode: scaling needs only the timed steps, and no evaluation keeps it quick
-                     "--mode", "throughput", "--set", "train.warmup_steps=0", "--set", "train.steps=2")
-    assert result.returncode == 1
+    # The matrix in this process; each member is an `accelbench run` process of its own, as always.
+    result = invoke("matrix", "--vendor", "cpu", "--cases", "faster_rcnn,retinanet", "--topologies", "1x1,1x2,2x1",
+                    "--repeat", "2", "--synthetic", *LIGHT,
+                    # throughput mode: scaling needs only the timed steps, and no evaluation keeps it quick
+                    "--mode", "throughput", "--set", "train.warmup_steps=0", "--set", "train.steps=2")
+    assert result.exit_code == 1
     assert "skipped: 2x1 needs 2 nodes" in result.stdout
     assert "4 of 8 matrix members did not finish" in result.stderr
     runs = search_runs(tracking_uri)

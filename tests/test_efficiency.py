@@ -12,16 +12,16 @@ import pytest
 
 from suite import names
 from suite.engine.compliance import check_events, check_log
-from tests.helpers import LIGHT_RUN, invoke, record_run, run_cli, search_runs
+from tests.helpers import LIGHT_RUN, invoke, record_run, search_runs
 
 CPU_PEAK = ["--set", "accelerator.peak_tflops={fp32: 0.5}"]  # a made-up CPU peak: the CPU config states none
 
 
 def test_mfu_time_to_target_and_event_log_rules_on_a_real_convergence_run(
         tracking_uri: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    result = run_cli("-v", *LIGHT_RUN, "--mode", "convergence", "--set", "hp.epochs=2",
-                     "--set", "train.targets={bbox: 0.0}", *CPU_PEAK)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = invoke("-v", *LIGHT_RUN, "--mode", "convergence", "--set", "hp.epochs=2",
+                    "--set", "train.targets={bbox: 0.0}", *CPU_PEAK)
+    assert result.exit_code == 0, result.stderr[-3000:]
     assert "training FLOPs per image" in result.stderr and "(counted)" in result.stderr
     (run,) = search_runs(tracking_uri)
     flops = float(run.data.params[names.PARAM_FLOPS_PER_IMAGE])

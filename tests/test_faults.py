@@ -17,7 +17,7 @@ import pytest
 from suite import names
 from suite.launch.mlflow_server import MlflowServer
 from suite.tracking.spool import SpoolingTracker, pending, read_journal, spool_root
-from tests.helpers import LIGHT_RUN, REPO, FlakyProxy, artifact_paths, dead_uri, run_cli, search_runs
+from tests.helpers import LIGHT_RUN, REPO, FlakyProxy, artifact_paths, dead_uri, invoke, run_cli, search_runs
 
 
 def _mount_available(where: Path) -> bool:
@@ -62,9 +62,8 @@ def test_a_spool_that_cannot_be_made_does_not_stop_a_healthy_run(tmp_path: Path,
 
 def _offline_run(*extra: str) -> Path:
     """A run recorded while its tracking server is down: its spool folder, waiting for `accelbench sync`."""
-    result = run_cli(*LIGHT_RUN, *extra,
-                     env={"MLFLOW_TRACKING_URI": dead_uri()})
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = invoke(*LIGHT_RUN, *extra, env={"MLFLOW_TRACKING_URI": dead_uri()})  # sync is what is tested
+    assert result.exit_code == 0, result.stderr[-3000:]
     (folder,) = pending(spool_root())
     return folder
 
@@ -74,8 +73,8 @@ def test_a_failed_sync_marks_its_run_failed_and_a_retry_completes_that_run(mlflo
     proxy = FlakyProxy(mlflow_server.uri)
     try:
         proxy.refuse = "/mlflow-artifacts/"  # the run is created and filled, then the artifact upload fails
-        failed = run_cli("sync", env={"MLFLOW_TRACKING_URI": proxy.uri})
-        assert failed.returncode == 1, failed.stdout + failed.stderr
+        failed = invoke("sync", env={"MLFLOW_TRACKING_URI": proxy.uri})
+        assert failed.exit_code == 1, failed.stdout + failed.stderr
         assert proxy.refused >= 1 and "upload failed" in failed.stderr and "Traceback" not in failed.stderr
         (run,) = search_runs(mlflow_server.uri)
         assert run.info.status == "FAILED"  # not left RUNNING
@@ -83,8 +82,8 @@ def test_a_failed_sync_marks_its_run_failed_and_a_retry_completes_that_run(mlflo
         assert pending(spool_root()) == [folder]
 
         proxy.refuse = None
-        again = run_cli("sync", env={"MLFLOW_TRACKING_URI": proxy.uri})
-        assert again.returncode == 0, again.stdout + again.stderr
+        again = invoke("sync", env={"MLFLOW_TRACKING_URI": proxy.uri})
+        assert again.exit_code == 0, again.stdout + again.stderr
         assert f"completed run {run.info.run_id} (FINISHED;" in again.stdout
     finally:
         proxy.close()
@@ -140,12 +139,12 @@ def test_sync_leaves_a_run_in_progress_alone_and_syncs_the_rest(mlflow_server: M
 
 def test_a_server_that_never_answers_costs_seconds_and_is_recorded(silent_server: str) -> None:
     began = time.monotonic()
-    result = run_cli(*LIGHT_RUN, timeout=300,
-                     # 10 s per try: the stall then outlasts the run's training even on a machine loaded by the
-                     # other test workers (training took 19 s there, against 3 s alone)
-                     env={"MLFLOW_TRACKING_URI": silent_server, "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"})
+    result = invoke(*LIGHT_RUN,
+                    # 10 s per try: the stall then outlasts the run's training even on a machine loaded by the
+                    # other test workers (training took 19 s there, against 3 s alone)
+                    env={"MLFLOW_TRACKING_URI": silent_server, "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"})
     elapsed = time.monotonic() - began
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.exit_code == 0, result.stderr[-3000:]
     assert elapsed < 120, elapsed  # MLflow's own timeout (120 s, three tries, twice) would take 12 minutes
     (folder,) = pending(spool_root())
     metrics = {k: v for r in read_journal(folder) if r["op"] == "metrics" for k, v in r["metrics"].items()}

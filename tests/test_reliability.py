@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,8 +99,8 @@ def test_sync_closes_the_run_of_a_process_killed_outright(tracking_uri: str) -> 
     (run,) = search_runs(tracking_uri)
     assert run.info.status == "RUNNING"
     (folder,) = pending(spool_root())
-    result = run_cli("sync")
-    assert result.returncode == 0 and f"completed run {run.info.run_id} (FAILED;" in result.stdout, result.stderr
+    result = invoke("sync")
+    assert result.exit_code == 0 and f"completed run {run.info.run_id} (FAILED;" in result.stdout, result.stderr
     (run,) = search_runs(tracking_uri)
     assert run.info.status == "FAILED" and run.data.tags[names.TAG_STATUS] == "FAILED"
     assert "without finishing" in run.data.tags[names.TAG_FAILURE]
@@ -152,8 +153,8 @@ def test_server_killed_mid_run_then_sync_completes_the_same_run(mlflow_server: M
     mlflow_server.start()
     client = mlflow.MlflowClient(mlflow_server.uri)
     assert client.get_run(online_id).info.status == "RUNNING"  # as the outage left it
-    result = run_cli("sync", env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = invoke("sync", env=env)
+    assert result.exit_code == 0, result.stderr[-3000:]
     assert f"completed run {online_id} (FINISHED;" in result.stdout
     run = client.get_run(online_id)
     assert run.info.status == "FINISHED" and run.data.tags[names.TAG_SPOOLED] == "true"
@@ -172,7 +173,7 @@ def test_server_killed_mid_run_then_sync_completes_the_same_run(mlflow_server: M
     assert run.data.params == params
     assert {"events.jsonl", "environment.json", "eval.json", "config/resolved.yaml"} <= _artifacts(client, online_id)
     assert len(search_runs(mlflow_server.uri)) == 1
-    assert run_cli("sync", env=env).stdout.strip() == f"nothing to sync in {spool_root()}"
+    assert invoke("sync", env=env).stdout.strip() == f"nothing to sync in {spool_root()}"
 
 
 def _comparable_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -194,8 +195,8 @@ def test_a_run_logged_while_the_server_is_down_syncs_to_the_same_record(mlflow_s
     records = read_journal(folder)
 
     mlflow_server.start()
-    result = run_cli("sync", str(folder), env=env)
-    assert result.returncode == 0 and " created run " in result.stdout, result.stderr[-3000:]
+    result = invoke("sync", str(folder), env=env)
+    assert result.exit_code == 0 and " created run " in result.stdout, result.stderr[-3000:]
     client = mlflow.MlflowClient(mlflow_server.uri)
     logged, synced = sorted(search_runs(mlflow_server.uri), key=lambda r: r.info.start_time)
     assert synced.info.run_id in result.stdout
@@ -227,11 +228,12 @@ def test_a_run_logged_while_the_server_is_down_syncs_to_the_same_record(mlflow_s
     assert _artifacts(client, synced.info.run_id) == _artifacts(client, logged.info.run_id)
 
 
-def test_concurrent_runs_to_one_server(tmp_path: Path) -> None:
+def test_concurrent_runs_to_one_server(tmp_path: Path, empty_store: Path) -> None:
     """Runs logging to one server at once: every record arrives, none is refused (four runs found MLflow's
     dataset-insert race, which eight did before)."""
     folder = tmp_path / "server"
     folder.mkdir()
+    shutil.copyfile(empty_store, folder / "server.db")  # a copy of the empty store: no migrations at start
     server = MlflowServer(f"sqlite:///{folder / 'server.db'}", workers=4, artifacts=folder / "artifacts",
                           log=folder / "server.log").start()
     env = {"MLFLOW_TRACKING_URI": server.uri}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ def console() -> logging.Handler:
     root = logging.getLogger()
     handler = next((h for h in root.handlers if isinstance(h, ConsoleHandler)), None)
     if handler is None:
-        handler = ConsoleHandler(sys.stderr)
+        handler = ConsoleHandler()  # follows sys.stderr
         root.addHandler(handler)
     return handler
 
