@@ -4,7 +4,6 @@ fixtures are in tests/helpers.py.)"""
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import socket
@@ -54,18 +53,12 @@ ISOLATED_NAMES = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NA
                   "ACCELBENCH_PROGRESS", "ACCELBENCH_PROGRESS_INTERVAL", "ACCELBENCH_VENDOR_CONFIGS")
 
 
-# The loggers the CLI's -v/-q set (suite.cli.base.configure_logging).
-CLI_LOGGERS = ("", "suite", "cases", "urllib3")
-
-
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, tmp_path: Path, empty_store: Path
                  ) -> Iterator[None]:
     """Every test gets its own MLflow store and never touches the user's ~/.cache or ./mlflow.db; whatever a test
-    (or the CLI it drives in-process) sets in the environment or the logging setup is undone after it."""
+    (or the CLI it drives in-process) sets in the environment is undone after it."""
     saved = dict(os.environ)
-    levels = {name: logging.getLogger(name).level for name in CLI_LOGGERS}
-    handlers = list(logging.getLogger().handlers)
     shutil.copyfile(empty_store, tmp_path / "mlflow.db")
     monkeypatch.setenv("ACCELBENCH_CACHE", str(cache_dir))
     monkeypatch.setenv("ACCELBENCH_SPOOL", str(tmp_path / "spool"))
@@ -80,9 +73,6 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, tmp_path: Pat
     yield
     os.environ.clear()
     os.environ.update(saved)
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
-    logging.getLogger().handlers[:] = handlers
 
 
 @pytest.fixture

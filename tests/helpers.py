@@ -4,7 +4,9 @@ and for vendor tools."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
+import logging
 import os
 import signal
 import subprocess
@@ -13,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +54,39 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
                           capture_output=True, text=True, timeout=timeout)
 
 
-def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-    """The CLI in this process (click's CliRunner): the same commands and one-line errors, without a process
-    start and a torch import per call; `env` is set for the call only. Result has exit_code, stdout and stderr."""
-    from suite.cli import cli
+# The loggers the CLI's logging setup changes (suite.cli.base.configure_logging).
+CLI_LOGGERS = ("", "suite", "cases", "urllib3")
 
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+@contextlib.contextmanager
+def _logging_restored() -> Iterator[None]:
+    """Undo what a command does to the logging setup (-v/-q, a launcher's line format) and the variables that
+    setup exports, so the next test in this process starts from the same state."""
+    levels = {name: logging.getLogger(name).level for name in CLI_LOGGERS}
+    handlers = list(logging.getLogger().handlers)
+    environ = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        logging.getLogger().handlers[:] = handlers
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def invoke(*args: str, env: dict[str, str] | None = None, console: bool = False) -> Result:
+    """The CLI in this process (click's CliRunner): the same commands and one-line errors, without a process
+    start and a torch import per call; `env` is set for the call only. With `console`, logging is set up first
+    as the console script sets it up, so stderr also holds the log lines a user sees. Result has exit_code,
+    stdout and stderr."""
+    from suite.cli import cli
+    from suite.cli.base import configure_logging, inherited_level
+
+    with _logging_restored():
+        if console:
+            configure_logging(inherited_level())
+        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
 def search_runs(tracking_uri: str) -> list[Any]:

@@ -173,9 +173,9 @@ def test_a_password_in_the_tracking_uri_is_never_written(tmp_path: Path) -> None
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     uri = f"http://alice:{secret}@127.0.0.1:{port}"
-    result = run_cli(*LIGHT_RUN,
-                     env={"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = invoke(*LIGHT_RUN, env={"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
+                    console=True)
+    assert result.exit_code == 0, result.stderr[-3000:]
     assert secret not in result.stdout + result.stderr and "alice:***@" in result.stderr
     (folder,) = pending(spool_root())
     for path in folder.rglob("*"):  # the journal, its copies of rank0.log and every other artifact
@@ -183,5 +183,5 @@ def test_a_password_in_the_tracking_uri_is_never_written(tmp_path: Path) -> None
             assert secret.encode() not in path.read_bytes(), path
     reason = next(r for r in read_journal(folder) if r["op"] == "offline")["reason"]
     assert "alice:***@127.0.0.1" in reason
-    ui = run_cli("ui", "--port", "0", env={"MLFLOW_TRACKING_URI": uri})
+    ui = invoke("ui", "--port", "0", env={"MLFLOW_TRACKING_URI": uri}, console=True)
     assert secret not in ui.stdout + ui.stderr and "alice:***@" in ui.stdout

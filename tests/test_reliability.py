@@ -25,7 +25,6 @@ from tests.helpers import (
     invoke,
     linked_filters,
     metric_history,
-    run_cli,
     search_runs,
 )
 
@@ -185,11 +184,11 @@ def test_a_run_logged_while_the_server_is_down_syncs_to_the_same_record(mlflow_s
     env = {"MLFLOW_TRACKING_URI": mlflow_server.uri}
     args = ("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *LIGHT, "--set", "train.max_steps=4",
             "--set", "tracking.log_every=1")
-    online = run_cli(*args, env=env)
-    assert online.returncode == 0, online.stderr[-3000:]
+    online = invoke(*args, env=env, console=True)
+    assert online.exit_code == 0, online.stderr[-3000:]
     mlflow_server.kill()
-    offline = run_cli(*args, env=env)
-    assert offline.returncode == 0, offline.stderr[-3000:]
+    offline = invoke(*args, env=env, console=True)
+    assert offline.exit_code == 0, offline.stderr[-3000:]
     assert "the tracking server was unreachable; run kept in" in offline.stderr
     (folder,) = pending(spool_root())
     records = read_journal(folder)
