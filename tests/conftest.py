@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from suite.launch.mlflow_server import MlflowServer
+from tests.helpers import server_on_copy
 
 # One compute thread per process, set before anything imports torch. The suite keeps three test workers busy on a
 # 2-core machine, each starting runs of its own: with torch's default of one OpenMP thread per core, the threads
@@ -101,14 +102,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path, empty_store: Path) -> Iterator[MlflowServer]:
-    """A started `mlflow server` on its own SQLite file (a copy of the empty store: no migrations at start) and
-    artifact folder (kill() and start() again for an outage); MLFLOW_TRACKING_URI is left alone (tests choose
-    where to log)."""
-    folder = tmp_path / "server"
-    folder.mkdir()
-    shutil.copyfile(empty_store, folder / "server.db")
-    server = MlflowServer(f"sqlite:///{folder / 'server.db'}", artifacts=folder / "artifacts",
-                          log=folder / "server.log")
+    """A started `mlflow server` on its own copy of the empty store and artifact folder (kill() and start() again
+    for an outage); MLFLOW_TRACKING_URI is left alone (tests choose where to log)."""
+    server = server_on_copy(tmp_path / "server", empty_store)
     try:
         yield server.start()
     finally:

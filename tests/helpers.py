@@ -8,6 +8,7 @@ import contextlib
 import http.server
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from click.testing import CliRunner, Result
 
 from suite import names
 from suite.identity import RowIdentity
-from suite.launch.mlflow_server import free_port
+from suite.launch.mlflow_server import MlflowServer, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "data"
@@ -87,6 +88,15 @@ def invoke(*args: str, env: dict[str, str] | None = None, console: bool = False)
         if console:
             configure_logging(inherited_level())
         return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def server_on_copy(folder: Path, empty_store: Path, *, workers: int = 1) -> MlflowServer:
+    """An `mlflow server` (not started) in `folder`: its SQLite file a copy of the migrated empty store (no
+    migrations at start), its artifacts and log beside it."""
+    folder.mkdir()
+    shutil.copyfile(empty_store, folder / "server.db")
+    return MlflowServer(f"sqlite:///{folder / 'server.db'}", workers=workers, artifacts=folder / "artifacts",
+                        log=folder / "server.log")
 
 
 def search_runs(tracking_uri: str) -> list[Any]:

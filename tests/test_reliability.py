@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from tests.helpers import (
     linked_filters,
     metric_history,
     search_runs,
+    server_on_copy,
 )
 
 CONCURRENT = 4
@@ -230,11 +230,7 @@ def test_a_run_logged_while_the_server_is_down_syncs_to_the_same_record(mlflow_s
 def test_concurrent_runs_to_one_server(tmp_path: Path, empty_store: Path) -> None:
     """Runs logging to one server at once: every record arrives, none is refused (four runs found MLflow's
     dataset-insert race, which eight did before)."""
-    folder = tmp_path / "server"
-    folder.mkdir()
-    shutil.copyfile(empty_store, folder / "server.db")  # a copy of the empty store: no migrations at start
-    server = MlflowServer(f"sqlite:///{folder / 'server.db'}", workers=4, artifacts=folder / "artifacts",
-                          log=folder / "server.log").start()
+    server = server_on_copy(tmp_path / "server", empty_store, workers=4).start()
     env = {"MLFLOW_TRACKING_URI": server.uri}
     try:
         jobs = [_start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *LIGHT,
