@@ -29,7 +29,7 @@ QUICK = ["model.backbone=mobilenet_v3_large", "model.min_size=320", "model.max_s
 def loader_rate(resolved: Any, batches: int) -> tuple[float, int]:
     """Images/s of the case's training loader, each batch moved to the device; and the images counted."""
     from suite.engine.distributed import DistContext
-    from suite.launch.runner import prepare
+    from suite.launch.checks import prepare
 
     prepared = prepare(resolved, synthetic=True)
     adapter, case = prepared.adapter, prepared.case

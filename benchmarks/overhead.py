@@ -30,7 +30,7 @@ def bare_run(resolved: Any) -> float:
     from torch.utils.data import DataLoader
 
     from cases.detection.data import collate
-    from suite.launch.runner import prepare
+    from suite.launch.checks import prepare
 
     config = resolved.config
     prepared = prepare(resolved, synthetic=True)

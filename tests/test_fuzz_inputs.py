@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from suite.config import flatten, resolve
 from suite.engine.compliance import check_log
 from suite.errors import BenchError
-from suite.launch.runner import prepare
+from suite.launch.checks import prepare
 from suite.tracking.spool import InProgressError, sync
 
 KEYS = sorted(flatten(resolve("retinanet", "cpu", "1x1").config.model_dump()))

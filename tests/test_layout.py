@@ -1,5 +1,5 @@
 """The shape of the code: the folders of suite/ depend one way, the mechanism never imports a workload, and
-importing the package does no work."""
+importing the package, or refusing a config, does no work."""
 
 from __future__ import annotations
 
@@ -66,3 +66,15 @@ def test_importing_suite_imports_no_torch_and_sets_no_variable() -> None:
             "assert 'torch' not in sys.modules and 'mlflow' not in sys.modules, 'imported a framework'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_config_the_case_refuses_is_refused_before_torch_loads() -> None:
+    # A matrix member with a backbone its case lacks then costs a fraction of a second, not a device stack's load.
+    code = ("import sys; from suite.config import resolve; from suite.errors import ConfigError; "
+            "from suite.launch.checks import prepare\n"
+            "try: prepare(resolve('retinanet', 'cpu', '1x1', ['model.backbone=mobilenet_v3_large']))\n"
+            "except ConfigError as e: print(e)\n"
+            "assert 'torch' not in sys.modules, 'imported torch'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "backbone 'mobilenet_v3_large' is not available for retinanet" in result.stdout

@@ -6,7 +6,6 @@ mobilenet_v3_large`, random init only): about 4x cheaper per step at small image
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from cases.detection.case import DetectionCase, ImportedOnUse
@@ -21,12 +20,12 @@ class FasterRCNNCase(DetectionCase):
     backbones: ClassVar[tuple[str, ...]] = ("resnet50", "mobilenet_v3_large")
     detector_class: ClassVar[type[nn.Module]] = ImportedOnUse("torchvision.models.detection:FasterRCNN")
 
-    def check(self, data_root: Path) -> None:
+    def check_config(self) -> None:
         settings = self.config.model
         if settings.backbone == "mobilenet_v3_large" and settings.backbone_weights is not None:
             raise ConfigError("the mobilenet_v3_large backbone is offered for random init only",
                               key="model.backbone_weights")
-        super().check(data_root)
+        super().check_config()
 
     def build_model(self) -> nn.Module:
         from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn

@@ -171,7 +171,7 @@ class _Doctor:
         precision = config.train.precision
 
         def math() -> None:
-            from suite.launch.runner import run_environment
+            from suite.launch.checks import run_environment
 
             self.adapter.check_precision(precision)
             env = run_environment(self.resolved, self.adapter)
@@ -216,7 +216,7 @@ class _Doctor:
             return
 
         def one_step() -> None:
-            from suite.launch.runner import prepare
+            from suite.launch.checks import prepare
 
             prepared = prepare(self.probe_config(), synthetic=True, adapter=self.adapter)
             case = prepared.case

@@ -40,10 +40,12 @@ def run_in_process(resolved: ResolvedConfig, *, data_root: Path | None, syntheti
     # the environment before torch is imported (the runner adds the precision's own and scopes both to the run).
     scope = contextlib.nullcontext() if "torch" in sys.modules else scoped_env(resolved.config.accelerator.env)
     with scope:
-        from suite.launch import runner  # imports torch
+        from suite.launch.checks import prepare
 
-        return runner.run(resolved, data_root=data_root, synthetic=synthetic, started_at=started_at,
-                          extra_tags=extra_tags)
+        prepared = prepare(resolved, data_root=data_root, synthetic=synthetic)  # torch loads with the adapter
+        from suite.launch import runner
+
+        return runner.execute(prepared, started_at=started_at, extra_tags=extra_tags)
 
 
 def run_benchmark(resolved: ResolvedConfig, *, settings: list[str], config_files: tuple[Path, ...],
@@ -59,11 +61,12 @@ def run_benchmark(resolved: ResolvedConfig, *, settings: list[str], config_files
 
 def _launch(resolved: ResolvedConfig, settings: list[str], config_files: tuple[Path, ...], data_root: Path | None,
             synthetic: bool, node_rank: int, started_at: float, extra_tags: dict[str, str]) -> BenchmarkResult:
-    from suite.launch import launcher, runner
+    from suite.launch import launcher
+    from suite.launch.checks import prepare
     from suite.tracking import record
 
     config = resolved.config
-    prepared = runner.prepare(resolved, data_root=data_root, synthetic=synthetic)  # every check, before any run
+    prepared = prepare(resolved, data_root=data_root, synthetic=synthetic)  # every check, before any run
     spec = launcher.WorkerSpec(case=config.case, vendor=config.vendor, topology=config.topology,
                                overrides=settings, config_files=[str(f.resolve()) for f in config_files],
                                data_root=None if synthetic else str(prepared.data_root), synthetic=synthetic,

@@ -29,8 +29,9 @@ def run_worker(spec_file: Path) -> None:
     spec = WorkerSpec.read(spec_file)
     resolved = resolve(spec.case, spec.vendor, spec.topology, spec.overrides, [Path(f) for f in spec.config_files])
     from suite.launch import runner
+    from suite.launch.checks import prepare
 
-    prepared = runner.prepare(resolved, data_root=Path(spec.data_root) if spec.data_root else None,
-                              synthetic=spec.synthetic)
+    prepared = prepare(resolved, data_root=Path(spec.data_root) if spec.data_root else None,
+                       synthetic=spec.synthetic)
     runner.execute(prepared, started_at=spec.started_at, context=DistContext.from_env(),
                    run_dir=Path(spec.run_dir), extra_tags=spec.extra_tags)

@@ -1,7 +1,7 @@
 """MetaX C500 (MACA): a CUDA-compatible PyTorch build, with TF32 switched by the METAX_USE_TF32 env var.
 
 MACA reads the switch when its runtime initialises, so it is not set here: `precision_env` names it, and the runner
-puts it in place before the first device call (suite.launch.runner.run_environment). `set_math_flags` only checks
+puts it in place before the first device call (suite.launch.checks.run_environment). `set_math_flags` only checks
 that it is in effect and reports it. Telemetry and the driver/MACA versions come from MetaX's `pymxsml` binding where
 it imports, else from the `mx-smi` tool (its table read by header, suite.vendors.smi); the MACA build of torch names
 its MACA release in its version string (`2.6.0+metax3.3.0.x`).

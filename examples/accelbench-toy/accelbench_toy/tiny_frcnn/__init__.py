@@ -6,7 +6,6 @@ only says how to build its network and which backbones it offers. Its defaults.y
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from torch import nn
@@ -34,10 +33,10 @@ class TinyFasterRCNNCase(DetectionCase):
     backbones: ClassVar[tuple[str, ...]] = ("tiny_convnet",)
     detector_class: ClassVar[type[nn.Module]] = FasterRCNN
 
-    def check(self, data_root: Path) -> None:
+    def check_config(self) -> None:
         if self.config.model.backbone_weights is not None:
             raise ConfigError("tiny_convnet has no pretrained weights", key="model.backbone_weights")
-        super().check(data_root)
+        super().check_config()
 
     def build_model(self) -> nn.Module:
         settings = self.config.model
