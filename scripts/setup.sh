@@ -14,4 +14,8 @@ if ! .venv/bin/python -m pip install --disable-pip-version-check -c constraints.
   echo "setup: pip install failed (log above)" >&2
   exit 1
 fi
+# pip byte-compiles what it installs, but an editable install leaves the project's own modules as sources; where
+# PYTHONDONTWRITEBYTECODE is set, every process would compile them again (about 0.2 CPU-s each). Stale files are
+# harmless: Python checks each one against its source.
+.venv/bin/python -m compileall -q suite cases tests benchmarks > /dev/null
 .venv/bin/python -c "import suite, torch, torchvision, mlflow, pycocotools" # fail here, not later, if the install broke

@@ -17,7 +17,7 @@ from cases.detection.data import load_coco
 from cases.detection.evaluator import CocoEvaluator
 from cases.detection.synthetic import SyntheticSpec, ensure_dataset
 from suite import names
-from tests.helpers import LIGHT, REPO, free_port, invoke, run_cli, search_runs
+from tests.helpers import LIGHT, REPO, free_port, invoke, search_runs
 
 KILL_TIMEOUT_S = 60
 
@@ -68,9 +68,9 @@ def test_2x1_two_nodes_on_loopback(tracking_uri: str, cache_dir: Path) -> None:
               "--set", "hp.epochs=2", "--set", "eval.save_predictions=true"]
     node1 = subprocess.Popen([sys.executable, "-m", "suite", *common, "--node-rank", "1"], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    node0 = run_cli(*common, "--node-rank", "0")
+    node0 = invoke(*common, "--node-rank", "0", console=True)  # node 0's launcher in this process, node 1's not
     _, node1_err = node1.communicate(timeout=300)
-    assert node0.returncode == 0, node0.stderr[-4000:]
+    assert node0.exit_code == 0, node0.stderr[-4000:]
     assert node1.returncode == 0, node1_err[-4000:]
     # Log lines say which node and rank (or node launcher) they come from; only rank 0 shows progress.
     assert " node1/launcher INFO suite.launch.launcher: node 1: " in node1_err
