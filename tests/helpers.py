@@ -23,6 +23,7 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from suite import names
+from suite.cli.base import CONFIGURED_LOGGERS, configure_logging, inherited_level
 from suite.identity import RowIdentity
 from suite.launch.mlflow_server import MlflowServer, free_port
 
@@ -55,15 +56,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
                           capture_output=True, text=True, timeout=timeout)
 
 
-# The loggers the CLI's logging setup changes (suite.cli.base.configure_logging).
-CLI_LOGGERS = ("", "suite", "cases", "urllib3")
-
-
 @contextlib.contextmanager
 def _logging_restored() -> Iterator[None]:
     """Undo what a command does to the logging setup (-v/-q, a launcher's line format) and the variables that
     setup exports, so the next test in this process starts from the same state."""
-    levels = {name: logging.getLogger(name).level for name in CLI_LOGGERS}
+    levels = {name: logging.getLogger(name).level for name in CONFIGURED_LOGGERS}
     handlers = list(logging.getLogger().handlers)
     environ = dict(os.environ)
     try:
@@ -82,7 +79,6 @@ def invoke(*args: str, env: dict[str, str] | None = None, console: bool = False)
     as the console script sets it up, so stderr also holds the log lines a user sees. Result has exit_code,
     stdout and stderr."""
     from suite.cli import cli
-    from suite.cli.base import configure_logging, inherited_level
 
     with _logging_restored():
         if console:

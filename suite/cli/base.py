@@ -34,16 +34,18 @@ def name_launcher(node_rank: int) -> None:
     console().setFormatter(RedactingFormatter(names.log_format(None, node_rank)))
 
 
+LEVELLED_LOGGERS = ("", "suite", "cases")  # the root logger and our packages': at the chosen level
+CONFIGURED_LOGGERS = (*LEVELLED_LOGGERS, "urllib3")  # every logger configure_logging sets a level on
+
+
 def configure_logging(level: int) -> None:
     """Console logging at `level` through the progress-aware handler; lines name their node and rank."""
     verbose = level <= logging.DEBUG
-    root = logging.getLogger()
     # torchrun sets RANK and GROUP_RANK (the node) in each worker.
     where = names.log_format(os.environ.get("RANK", "0"), os.environ.get("GROUP_RANK", "0"))
     console().setFormatter(RedactingFormatter(where))
-    root.setLevel(level)
-    logging.getLogger("suite").setLevel(level)
-    logging.getLogger("cases").setLevel(level)
+    for name in LEVELLED_LOGGERS:
+        logging.getLogger(name).setLevel(level)
     # urllib3 warns on every retry against an unreachable server; suite.tracking.spool says it once, in our words.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose else logging.ERROR)
     # MLflow's own INFO lines ("Creating initial MLflow database tables...") are noise around our one-line errors
