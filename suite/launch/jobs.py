@@ -37,7 +37,7 @@ def run_in_process(resolved: ResolvedConfig, *, data_root: Path | None, syntheti
                    extra_tags: dict[str, str] | None = None) -> Any:
     """One run of world size 1 in this process; returns its RunOutcome (re-raises a failure after recording it)."""
     # Variables such as OMP_NUM_THREADS or XACC_* are read when the device stack initialises, so they must be in
-    # the environment before torch is imported (the runner adds the precision's own and scopes both to the run).
+    # the environment before torch is imported (prepare adds the precision's own; execute scopes both to the run).
     scope = contextlib.nullcontext() if "torch" in sys.modules else scoped_env(resolved.config.accelerator.env)
     with scope:
         from suite.launch.checks import prepare
