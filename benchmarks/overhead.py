@@ -40,6 +40,7 @@ def bare_run(resolved: Any) -> float:
     adapter.manual_seed(config.hp.seed)
     case = prepared.case  # its checked datasets and model recipe; nothing of the suite's loop
     model = case.build_model().to(device)
+    case.calibrate(model, device)
     model.train()
     hp = config.hp
     params = [p for p in model.parameters() if p.requires_grad]

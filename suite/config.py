@@ -1,9 +1,10 @@
 """Layered, typed benchmark configuration with the source of every key.
 
 Layers, lowest first: case defaults (`cases/<case>/defaults.yaml`) -> `vendor_configs/<vendor>/vendor.yaml` ->
-`vendor_configs/<vendor>/<case>/<NxM>.yaml` -> `--set key.path=value` flags. Dicts merge deeply, scalars and lists
-replace. The merged result is validated once by pydantic (unknown keys and bad types are errors naming the file or
-flag and the key) and frozen.
+`vendor_configs/<vendor>/<case>/case.yaml` (a vendor's settings for one case, all topologies; optional) ->
+`vendor_configs/<vendor>/<case>/<NxM>.yaml` -> `--config` files -> `--set key.path=value` flags. Dicts merge
+deeply, scalars and lists replace. The merged result is validated once by pydantic (unknown keys and bad types are
+errors naming the file or flag and the key) and frozen.
 """
 
 from __future__ import annotations
@@ -20,17 +21,30 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from suite import registry
 from suite.errors import ConfigError, UnknownNameError, did_you_mean
 from suite.topology import parse_topology
 
-Precision = Literal["fp32", "tf32", "amp_bf16", "amp_fp16", "amp_bf16_fast"]  # = suite.precision.PRECISIONS
+Precision = Literal["fp32", "tf32", "amp_bf16", "amp_fp16", "amp_bf16_fast",
+                    "fp32_conv_int16"]  # = suite.precision.PRECISIONS
 Mode = Literal["convergence", "throughput", "smoke"]
 MAX_COUNT = 10**9  # steps, epochs, iterations: far beyond any real run, and within every library's integers
 MAX_IMAGE_SIDE = 10_000
 BUILTIN_SOURCE = "built-in default"
+SUITE_OWN_CONFIG = "the suite's own config: no publisher file backs it"
+# Keys that, left unset (or null), take another key's value when the config is validated.
+DERIVED_KEYS = {"data.eval_bs": "hp.bs"}
 SET_FLAG = "--set"
 
 
@@ -139,7 +153,8 @@ class DataSettings(Strict):
     root: str | None = None
     synthetic: SyntheticData = SyntheticData()
     workers: int = Field(2, ge=0, le=256, description="loader worker processes per rank")
-    eval_bs: int = Field(2, gt=0, le=4096)
+    eval_bs: int | None = Field(None, gt=0, le=4096, description="evaluation batch per device; null = hp.bs, as in "
+                                "every publisher config")
     aspect_ratio_group_factor: int = Field(3, ge=-1, le=100, description="-1 disables aspect-ratio grouping")
     hflip_prob: float = Field(0.5, ge=0, le=1)
     val_limit: int | None = Field(None, gt=0, le=MAX_COUNT, description="evaluate on the first N val images only")
@@ -154,6 +169,9 @@ class TrainSettings(Strict):
     targets: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict,
                                                                      description="iou type -> mAP target")
     stop_at_target: bool = True
+    # cuDNN's algorithm choice, applied where the stack has cuDNN (NVIDIA, MetaX) and recorded as math.* tags.
+    cudnn_benchmark: bool = Field(False, description="autotune convolution algorithms per input shape")
+    cudnn_deterministic: bool = Field(False, description="deterministic convolution algorithms only")
 
 
 class AcceleratorSettings(Strict):
@@ -194,6 +212,8 @@ class DistSettings(Strict):
 
 
 class EvalSettings(Strict):
+    initial: bool = Field(False, description="evaluate the untrained model once before training (inside init and "
+                          "e2e_time, as the published runs did); convergence and smoke modes")
     save_predictions: bool = Field(False, description="attach each evaluation's merged COCO results as JSON")
     backend: Literal["pycocotools", "faster_coco_eval"] = Field(
         "pycocotools", description="COCO evaluation code: pycocotools (reference) or faster_coco_eval (same "
@@ -211,6 +231,8 @@ class BenchConfig(Strict):
     case: str
     vendor: str
     topology: str
+    # The publisher's config file a per-topology file reproduces key by key; null: the suite's own config.
+    reproduces: str | None = Field(None, min_length=1, max_length=500)
     hp: HyperParams
     # The case's own section: a case declares its schema (`model_settings`, a pydantic model), validated with the
     # rest at resolve time; a case without one gets the section as a plain mapping.
@@ -221,6 +243,19 @@ class BenchConfig(Strict):
     dist: DistSettings = DistSettings()
     eval: EvalSettings = EvalSettings()
     tracking: TrackingSettings = TrackingSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _evaluation_batch_follows_training(cls, data: Any) -> Any:
+        """`data.eval_bs: null` (the default) is the training batch, as every publisher config sets it."""
+        if not isinstance(data, Mapping):
+            return data
+        section = data.get("data")
+        hp = data.get("hp")
+        if (section is None or isinstance(section, Mapping)) and (section or {}).get("eval_bs") is None \
+                and isinstance(hp, Mapping) and "bs" in hp:
+            return {**data, "data": {**(section or {}), "eval_bs": hp["bs"]}}
+        return data
 
     @property
     def nnodes(self) -> int:
@@ -253,6 +288,14 @@ class ResolvedConfig:
     def fix_hp_label(self) -> str:
         """The published tables' notation: `bs=16,lr=0.16`, or `/` for the case defaults."""
         return ",".join(f"{k}={_scalar_str(v)}" for k, v in self.fix_hp.items()) or "/"
+
+    @property
+    def origin(self) -> str:
+        """Whose config this is: the publisher's file it reproduces, or the suite's own (shown by show-config, tagged
+        as bench.reproduces and noted in comparisons)."""
+        if self.config.reproduces:
+            return f"reproduces the publisher's config {self.config.reproduces}"
+        return SUITE_OWN_CONFIG
 
     def flat(self) -> dict[str, Any]:
         return flatten(self.config.model_dump())
@@ -413,6 +456,7 @@ def resolve(case: str, vendor: str, topology: str, overrides: Sequence[str] = ()
     defaults_path = registry.case_defaults_file(case)
     schema = case_config_class(case)
     vendor_file = registry.vendor_dir(vendor) / registry.VENDOR_FILE
+    vendor_case_path = registry.vendor_case_file(vendor, case)
     topology_path = registry.topology_file(vendor, case, topology)
     if topology_path is None:
         available = registry.topologies(vendor, case)
@@ -422,6 +466,8 @@ def resolve(case: str, vendor: str, topology: str, overrides: Sequence[str] = ()
         Layer("--case/--vendor/--topology", {"case": case, "vendor": vendor, "topology": topology}),
         read_yaml_layer(defaults_path, registry.config_source(defaults_path), schema),
         read_yaml_layer(vendor_file, registry.config_source(vendor_file), schema),
+        *([read_yaml_layer(vendor_case_path, registry.config_source(vendor_case_path), schema)]
+          if vendor_case_path is not None else []),
         read_yaml_layer(topology_path, registry.config_source(topology_path), schema),
         *(read_yaml_layer(Path(path), str(path), schema) for path in config_files),
         parse_set_flags(overrides, schema),
@@ -447,7 +493,11 @@ def resolve_layers(layers: Sequence[Layer], *, defaults: Layer,
         raise _format_validation_error(e, provenance) from e
 
     full = flatten(config.model_dump())
+    given = {key for key, value in flatten(merged).items() if value is not None}
     provenance = {key: _source_of(key, provenance) for key in full}
+    for key, origin in DERIVED_KEYS.items():
+        if key not in given:  # filled in by the schema from another key
+            provenance[key] = f"derived: = {origin} ({provenance[origin]})"
     default_hp = HyperParams.model_validate(defaults.data.get("hp", {})) if "hp" in defaults.data else None
     fix_hp: dict[str, Any] = {}
     if default_hp is not None:
@@ -464,4 +514,5 @@ def render_with_sources(resolved: ResolvedConfig) -> str:
     lines = [f"{f'{k}: {_scalar_str(v)}':<{width}}  # {resolved.provenance[k]}" for k, v in flat.items()]
     lines.append(f"{'fix_hp: ' + resolved.fix_hp_label:<{width}}  # derived: hp keys that differ from the case")
     lines.append(f"{'config_hash: ' + resolved.config_hash():<{width}}  # derived")
+    lines.append(f"{'origin: ' + resolved.origin:<{width}}  # derived: from `reproduces`")
     return "\n".join(lines)

@@ -12,6 +12,9 @@ P_WHOLE = "p_whole"
 P_TRAIN = "p_train"
 P_CORE = "p_core"
 P_CORE_UNSYNCED = "p_core_unsynced"  # the published pages' host-clock p_core (no closing synchronize)
+# p_whole with init's time added (from the run's start, before the dataset is built, to the end of training): the
+# published Mask R-CNN pages' p_whole definition
+P_WHOLE_WITH_INIT = "p_whole_with_init"
 MAP = "map"
 MAP_SEGM = "map_segm"
 MAP_BEST = "map_best"
@@ -37,6 +40,7 @@ IMAGES = "images"
 STEPS = "steps"
 EPOCHS_RUN = "epochs_run"
 INIT_TIME = "init_time"
+INIT_EVAL_TIME = "init_eval_time"  # the untrained model's evaluation (eval.initial), inside init_time
 TRAIN_TIME = "train_time"
 TRAIN_LOOP_TIME = "train_loop_time"
 CORE_TIME = "core_time"
@@ -63,6 +67,10 @@ PARAM_EPOCHS = "epochs"
 PARAM_MAX_STEPS = "max_steps"
 PARAM_FLOPS_PER_IMAGE = "mfu.flops_per_image"
 PARAM_PEAK_TFLOPS = "mfu.peak_tflops"
+# What the model trains: the same for a run with a weights file and one without (cases.detection.models).
+PARAM_TRAINABLE_LAYERS = "model.trainable_backbone_layers_effective"
+PARAM_TRAINABLE_PARAMETERS = "model.trainable_parameters"
+PARAM_FROZEN_STATISTICS = "model.frozen_statistics"  # where the frozen batch-norm statistics came from
 
 # Tags.
 TAG_CASE = "bench.case"
@@ -83,6 +91,8 @@ TAG_FAILURE = "bench.failure"
 TAG_SPOOLED = "bench.spooled"  # "true": recorded offline and uploaded by `accelbench sync` (suite.tracking.spool)
 TAG_SPOOL_REASON = "bench.spool_reason"  # why tracking went offline
 TAG_WEIGHTS = "bench.backbone_init"
+TAG_REPRODUCES = "bench.reproduces"  # the publisher's config file the run's config reproduces, or REPRODUCES_NONE
+REPRODUCES_NONE = "none: the suite's own config"
 TAG_CONVERGED = "bench.converged"
 TAG_COMPLIANCE = "bench.compliance"  # the event log's verdict (suite.engine.compliance): "pass" or "fail: ..."
 TAG_DATA = "bench.data"
@@ -108,6 +118,12 @@ TAG_PUBLISHED_FROM = "bench.published_from"
 TAG_PUBLISHED_CELLS = "bench.published_cells"
 TAG_PUBLISHED_NOTE = "bench.published_note"
 TAG_PUBLISHED_HASH = "bench.published_hash"
+TAG_PAGE_VERSION = "bench.page_version"  # "seed" or the publisher's commit (and date) of the page
+# "true": a published row whose page a newer version supersedes; "false" on every other benchmark row (measured ones
+# included), so that a saved view can filter on it (MLflow's filters skip runs that lack the tag).
+TAG_SUPERSEDED = "bench.superseded"
+TAG_PAGE_SAME_AS = "bench.page_same_as"  # a dated version of the publisher's page this seed equals
+TAG_P_WHOLE_CLOCK = "bench.p_whole_clock"  # "training", or "run_start" (the Mask R-CNN pages' p_whole)
 # Comparison runs (suite.results.report).
 KIND_COMPARISON = "comparison"
 KIND_MATRIX = "matrix"

@@ -5,6 +5,11 @@ the same label are comparable and two with different labels never land in one ro
 only the math. `amp_bf16_fast` is amp_bf16's math with a faster profile: the model in channels_last memory format
 and a fused (or foreach) optimizer step. It is its own label, never mixed with the reference amp_bf16 rows, and its
 MFU is taken against the bf16 peak, since the tensor-core math is the same.
+
+`fp32_conv_int16` is what the published Kunlunxin R300 Mask R-CNN rows ran under their page's "fp32": fp32 everywhere
+except the convolutions' GEMMs, which `XDNN_CONV_GEMM_DTYPE=int16` runs in int16. A stack offers it only where such
+a switch exists (the kunlunxin adapter sets it from the label), so a run's label says what math ran, as `tf32` does
+for the A100's "fp32".
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ PROFILES: dict[str, PrecisionProfile] = {p.name: p for p in (
     PrecisionProfile("amp_fp16", "float16", tf32=False, peak_key="amp_fp16"),
     PrecisionProfile("amp_bf16_fast", "bfloat16", tf32=False, peak_key="amp_bf16", channels_last=True,
                      fast_optimizer=True),
+    PrecisionProfile("fp32_conv_int16", None, tf32=False, peak_key="fp32_conv_int16"),
 )}
 PRECISIONS = tuple(PROFILES)
 REFERENCE_PRECISIONS = ("fp32", "tf32", "amp_bf16", "amp_fp16")

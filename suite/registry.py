@@ -52,6 +52,7 @@ BUILTIN_VENDOR_CONFIGS = "vendor_configs"
 BUILTIN_CASES_PACKAGE = "cases"
 DEFAULTS_FILE = "defaults.yaml"
 VENDOR_FILE = "vendor.yaml"
+VENDOR_CASE_FILE = "case.yaml"  # <vendor>/<case>/case.yaml: a vendor's settings for one case, every topology
 
 
 _warned: set[tuple[str, str]] = set()  # (group, name) of the broken entry points already warned about
@@ -237,6 +238,17 @@ def topology_file(vendor: str, case: str, topology: str) -> Path | None:
     return None
 
 
+def vendor_case_file(vendor: str, case: str) -> Path | None:
+    """`<vendor>/<case>/case.yaml`, the layer between vendor.yaml and the topology files, where it exists."""
+    vendor_dir(vendor)
+    _check_case_name(case)
+    for root in vendor_config_roots():
+        path = root / vendor / case / VENDOR_CASE_FILE
+        if path.is_file():
+            return path
+    return None
+
+
 def _check_case_name(case: str) -> None:
     table = cases()
     if case not in table:
@@ -246,7 +258,8 @@ def _check_case_name(case: str) -> None:
 def topologies(vendor: str, case: str) -> list[str]:
     vendor_dir(vendor)
     _check_case_name(case)
-    return sorted({p.stem for root in vendor_config_roots() for p in (root / vendor / case).glob("*.yaml")})
+    return sorted({p.stem for root in vendor_config_roots() for p in (root / vendor / case).glob("*.yaml")
+                   if is_topology(p.stem)})
 
 
 def config_source(path: Path) -> str:

@@ -31,11 +31,13 @@ def test_every_shipped_config_resolves(vendor: str, case: str, topology: str) ->
 
 
 @pytest.mark.parametrize(("vendor", "case", "topology", "bs", "lr", "fix_hp", "mode"), [
-    ("nvidia_a100", "faster_rcnn", "1x1", 16, 0.16, "bs=16,lr=0.16", "throughput"),
+    # Every published row trained whole epochs (tests/test_fidelity.py checks every key of every publisher file);
+    # fix_hp names every hp key that differs from the case, the publisher's seeds and epoch caps included.
+    ("nvidia_a100", "faster_rcnn", "1x1", 16, 0.16, "bs=16,lr=0.16", "convergence"),
     ("nvidia_a100", "faster_rcnn", "1x8", 2, 0.02, "/", "convergence"),
-    ("nvidia_a100", "retinanet", "1x1", 16, 0.04, "lr=0.04", "throughput"),
-    ("metax_c500", "retinanet", "2x8", 22, 0.02, "bs=22,lr=0.02", "throughput"),
-    ("kunlunxin_r300", "mask_rcnn", "1x1", 8, 0.08, "bs=8,lr=0.08", "throughput"),
+    ("nvidia_a100", "retinanet", "1x1", 16, 0.04, "lr=0.04", "convergence"),
+    ("metax_c500", "retinanet", "2x8", 22, 0.02, "bs=22,lr=0.02,epochs=19,seed=101", "convergence"),
+    ("kunlunxin_r300", "mask_rcnn", "1x1", 8, 0.08, "bs=8,lr=0.08", "convergence"),
     ("nvidia_h100", "mask_rcnn", "1x8", 16, 0.16, "/", "convergence"),
 ])
 def test_published_settings(vendor: str, case: str, topology: str, bs: int, lr: float, fix_hp: str,

@@ -163,3 +163,28 @@ def test_not_json_and_missing_root(tmp_path: Path, reader) -> None:
     (tmp_path / "train2017").mkdir()
     with pytest.raises(DataError, match="missing annotations/instances_train2017.json"):
         check_root(tmp_path)
+
+
+def test_training_images_are_kept_by_the_publishers_rule(tmp_path: Path) -> None:
+    """An image trains when any of its annotations, crowd ones included, is wider and taller than 1 pixel (the
+    published harness's loader), so an epoch holds the images the published runs' epochs held: a crowd-only image
+    stays (with no training targets), one with only degenerate boxes or none drops out."""
+    document = json.loads((COCO_FIXTURE / "instances_val2014_100.json").read_text())
+    kept, crowd_only, thin, bare = (info["id"] for info in document["images"][:4])
+    for ann in document["annotations"]:
+        if ann["image_id"] == crowd_only:
+            ann["iscrowd"] = 1
+        elif ann["image_id"] == thin:
+            ann["bbox"][2] = 1.0  # 1 pixel wide: not "above 1"
+    document["annotations"] = [a for a in document["annotations"] if a["image_id"] in (kept, crowd_only, thin)]
+    document["images"] = document["images"][:4]
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "instances_train2017.json").write_text(json.dumps(document))
+
+    dataset = CocoDetection(root, "train", with_masks=False, drop_empty=True)
+    assert sorted(dataset.ids) == sorted([kept, crowd_only])
+    assert dataset.images_in_file == 4
+    row = dataset.ids.index(crowd_only)
+    target = dataset.convert_target(int(dataset.rows[row]), 480, 640)
+    assert len(target["boxes"]) == 0 and len(target["labels"]) == 0  # crowd regions are never targets

@@ -113,8 +113,8 @@ def test_two_syncs_of_one_journal_make_one_run(mlflow_server: MlflowServer) -> N
 def test_two_imports_at_once_record_each_published_row_once(mlflow_server: MlflowServer) -> None:
     results = _together(["import-published"], ["import-published"], env={"MLFLOW_TRACKING_URI": mlflow_server.uri})
     assert [r.returncode for r in results] == [0, 0], [r.stderr[-2000:] for r in results]
-    assert sorted(r.stdout.split(";")[1].split(",")[0].strip() for r in results) == ["created 0", "created 22"]
-    assert len(search_runs(mlflow_server.uri)) == 22
+    assert sorted(r.stdout.split(";")[1].split(",")[0].strip() for r in results) == ["created 0", "created 35"]
+    assert len(search_runs(mlflow_server.uri)) == 35
 
 
 def test_sync_leaves_a_run_in_progress_alone_and_syncs_the_rest(mlflow_server: MlflowServer,

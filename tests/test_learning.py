@@ -5,6 +5,9 @@ Marked slow, so the default test run skips it; run it with `bash scripts/test.sh
 
 from __future__ import annotations
 
+import math
+import time
+
 import mlflow
 import pytest
 
@@ -28,3 +31,29 @@ def test_faster_rcnn_learns_synthetic_shapes_on_cpu(tracking_uri: str) -> None:
     assert run.data.metrics[names.MAP_BEST] > 0.3
     assert run.data.metrics[names.E2E_TIME] < TEN_MINUTES
     assert run.data.tags[names.TAG_CONVERGED] == "true"
+
+
+# The published configs' largest learning rate per case, at its batch size.
+PUBLISHED_PEAK_LR = {"faster_rcnn": (16, 0.16), "retinanet": (16, 0.08), "mask_rcnn": (16, 0.16)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(PUBLISHED_PEAK_LR))
+def test_a_random_frozen_backbone_trains_with_a_finite_loss_over_the_throughput_budget(case: str,
+                                                                                    tracking_uri: str) -> None:
+    """Random init on the reference graph (frozen, calibrated batch norm; three trainable stages) at the published
+    batch size and learning rate, for the throughput budget (5 warm-up + 20 timed steps, the recipe's warm-up):
+    every step's loss is finite (the trainer ends a run FAILED at the first that is not)."""
+    from suite.config import resolve
+    from suite.launch import runner
+
+    bs, lr = PUBLISHED_PEAK_LR[case]
+    resolved = resolve(case, "cpu", "1x1", [f"hp.bs={bs}", f"hp.lr={lr}", "hp.warmup_iters=1000",
+                                            "train.mode=throughput", "data.synthetic.train=64", "data.workers=0"])
+    outcome = runner.run(resolved, synthetic=True, started_at=time.time())
+    assert outcome.status == "FINISHED" and outcome.metrics[names.STEPS] == 25
+    (run,) = search_runs(tracking_uri)
+    losses = [m.value for m in mlflow.MlflowClient(tracking_uri).get_metric_history(run.info.run_id, names.LOSS)]
+    print(case, "loss per step:", [round(v, 3) for v in losses])
+    assert len(losses) == 25 and all(math.isfinite(v) for v in losses)
+    assert run.data.params[names.PARAM_FROZEN_STATISTICS].startswith("calibrated")

@@ -87,7 +87,9 @@ def test_fast_run_parses_once_and_records_what_ran(monkeypatch: pytest.MonkeyPat
     assert float(cells[3]) == pytest.approx(metrics[names.P_CORE], abs=0.006)
     assert float(cells[4]) == pytest.approx(metrics[names.MAP], abs=5e-5)
     experiment_id = run.info.experiment_id
-    assert "tags.`bench.case` = 'faster_rcnn'" in linked_filters(tracking_uri, experiment_id, page)
+    # the run's links open its case's current rows: measured ones and the newest version of each published page
+    assert ("tags.`bench.case` = 'faster_rcnn' and tags.`bench.superseded` = 'false'"
+            in linked_filters(tracking_uri, experiment_id, page))
 
 
 def test_precision_profiles() -> None:

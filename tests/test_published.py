@@ -33,11 +33,15 @@ def test_cells_are_read_as_the_pages_mean_them() -> None:
     assert parse_number("") is None and parse_number("/") is None and parse_number("  ") is None
     assert parse_map("0.382 && 0.343") == {"map": 0.382, "map_segm": 0.343}
     assert parse_map("0.3529") == {"map": 0.3529} and parse_map("/") == {}
-    assert parse_mem("38.8/40.0") == {"mem": 38.8, "mem_total": 40.0} and parse_mem("") == {}
+    # the Kunlunxin page prints percent without the sign: an mAP above 1 is a percent
+    assert parse_map("38.4 && 34.6") == {"map": pytest.approx(0.384), "map_segm": pytest.approx(0.346)}
+    # "used/total" is the vendor tool's reading: mem_smi, never the allocator's `mem`
+    assert parse_mem("38.8/40.0") == {"mem_smi": 38.8, "mem_total": 40.0} and parse_mem("") == {}
+    assert parse_mem("44.5/64") == {"mem_smi": 44.5, "mem_total": 64.0}
     assert parse_fix_hp("bs=16,lr=0.16") == {"bs": 16, "lr": 0.16} and parse_fix_hp("/") == {}
     assert topology_in_cell("A100单机8卡（1x8）") == "1x8" and topology_in_cell("MXC500 两机16卡（2x8）") == "2x8"
     assert topology_in_cell("1x1") == "1x1"
-    for bad, parser in (("n/a", parse_number), ("0.38 && ", parse_map), ("37", parse_map), ("38.8/", parse_mem),
+    for bad, parser in (("n/a", parse_number), ("0.38 && ", parse_map), ("137", parse_map), ("38.8/", parse_mem),
                         ("bs:16", parse_fix_hp), ("A100单机8卡", topology_in_cell), ("1,000", parse_number)):
         with pytest.raises(ValueError):
             parser(bad)
@@ -72,7 +76,20 @@ def test_shipped_rows_are_the_pages_cell_for_cell() -> None:
             expected = reference[(row.case, row.topology, row.fix_hp)]
             assert [row.cells[0], *row.cells[2:]] == expected[1:], row.key
             checked += 1
-    assert checked == len(rows) == 22
+    # The publisher's current pages (reference.md section 12): their fix_hp, mAP and mem cells as printed.
+    current = {}
+    for page, topology, fix_hp, mean_ap, mem in _page_table(PAGES / "reference_section12.md"):
+        vendor, case = page.split()
+        current[({"metax": "metax_c500", "kunlunxin": "kunlunxin_r300"}[vendor], case, topology,
+                 fix_hp.replace("(blank)", ""))] = [mean_ap.replace(" (percent, no % sign)", ""), mem]
+    for row in rows:
+        if row.version == "1b5a0303":
+            assert row.source.startswith("FlagPerf training/") and row.date == "2025-11-11"
+            assert list(row.cells[7:]) == current.pop((row.vendor, row.case, row.topology, row.cells[2])), row.key
+            assert row.cells[3:7] == ("", "", "", "")  # these pages publish no performance cells
+            checked += 1
+    assert not current  # every current row is shipped
+    assert checked == len(rows) == 35
     # ...and every number of the seeds' A100 faster_rcnn rows equals the reference table too
     for row in rows:
         if row.vendor == "nvidia_a100" and row.case == "faster_rcnn":
@@ -82,22 +99,42 @@ def test_shipped_rows_are_the_pages_cell_for_cell() -> None:
 
 def test_interpretation_of_the_shipped_rows() -> None:
     rows = {r.key: r for r in load_published()}
-    a100 = rows["nvidia_a100|faster_rcnn|1x8|bs=16,lr=0.16"]
+    a100 = rows["nvidia_a100|faster_rcnn|1x8|bs=16,lr=0.16|seed"]
     assert a100.metrics == {"e2e_time": 11848, "p_whole": 187, "p_train": 199, "p_core": 298, "map": 0.366,
-                            "mem": 38.8, "mem_total": 40.0}
+                            "mem_smi": 38.8, "mem_total": 40.0}
     assert a100.precision == "tf32" and a100.precision_published == "fp32" and a100.mode == "convergence"
     assert a100.params() == {"bs": "16", "lr": "0.16", "global_bs": "128", "precision": "tf32",
                              "mode": "convergence"}
-    one = rows["nvidia_a100|faster_rcnn|1x1|bs=16,lr=0.16"]
+    assert a100.tags()["bench.page_same_as"].startswith("FlagPerf 1b5a0303 (2025-11-11)")
+    one = rows["nvidia_a100|faster_rcnn|1x1|bs=16,lr=0.16|seed"]
     assert names.E2E_TIME not in one.metrics and names.MAP not in one.metrics  # blank stays missing
-    assert one.mode == "throughput"
-    c500 = rows["metax_c500|mask_rcnn|1x8|bs=8,lr=0.0001"]
-    assert c500.metrics == {"map": 0.382, "map_segm": 0.343, "mem": 37.1, "mem_total": 64.0}
+    assert one.mode == "convergence"  # the 1x1 and 2x8 rows trained whole epochs too (reference.md section 12)
+    c500 = rows["metax_c500|mask_rcnn|1x8|bs=8,lr=0.0001|seed"]
+    assert c500.metrics == {"map": 0.382, "map_segm": 0.343, "mem_smi": 37.1, "mem_total": 64.0}
     assert "mask_rcnn/1x8.yaml) uses bs=16,lr=0.16" in c500.notes[0]
-    assert rows["metax_c500|faster_rcnn|1x1|/"].metrics == {}
-    r300 = rows["kunlunxin_r300|faster_rcnn|1x8|bs=16,lr=0.16"]
+    assert c500.p_whole_clock == "run_start" and c500.latest
+    assert rows["metax_c500|faster_rcnn|1x1|/|seed"].metrics == {}
+    r300 = rows["kunlunxin_r300|faster_rcnn|1x8|bs=16,lr=0.16|seed"]
     assert r300.precision == "fp32" and r300.metrics["map"] == pytest.approx(0.364)
     assert r300.tags()["env.container_image"] == "pytorch1.12.1-cpu-ubuntu18.04:v0.04"
+    assert "'nccl'" in r300.notes[0] and "xccl" in r300.notes[0]
+    # The Kunlunxin Mask R-CNN page: percent without its sign, int16 convolutions behind its "fp32"
+    mask = rows["kunlunxin_r300|mask_rcnn|1x8|bs=8,lr=0.16|1b5a0303"]
+    assert mask.metrics == {"map": pytest.approx(0.384), "map_segm": pytest.approx(0.346), "mem_smi": 11.3,
+                            "mem_total": 32.0}
+    assert mask.precision == "fp32_conv_int16" and mask.precision_published == "fp32"
+    assert any("XDNN_CONV_GEMM_DTYPE=int16" in note for note in mask.notes)
+    fallback = rows["kunlunxin_r300|retinanet|1x8|bs=8,lr=0.04|1b5a0303"]
+    assert fallback.metrics["map"] == 0.3461 and "aten::_index_put_impl_" in fallback.notes[0]
+    # Two versions of the C500 faster_rcnn and retinanet pages: the seeds are superseded, each row says which
+    seed = rows["metax_c500|faster_rcnn|1x8|bs=8,lr=0.08|seed"]
+    assert not seed.latest and seed.tags()["bench.superseded"] == "true"
+    assert "another vendor's page's text" in seed.notes[0] and "superseded" in seed.notes[0]
+    current = rows["metax_c500|faster_rcnn|1x8|bs=16,lr=0.16|1b5a0303"]
+    assert current.latest and current.tags()["bench.page_version"] == "1b5a0303 (2025-11-11)"
+    assert current.metrics == {"map": 0.367, "mem_smi": 44.5, "mem_total": 64.0}
+    assert current.run_name == "faster_rcnn/metax_c500/1x8 (published bs=16,lr=0.16, 1b5a0303)"
+    assert sorted(r.version for r in rows.values() if not r.latest) == ["seed"] * 6
 
 
 def _published_runs(tracking_uri: str) -> list:
@@ -110,13 +147,14 @@ def _published_runs(tracking_uri: str) -> list:
 def test_import_records_runs_like_measured_ones_and_is_idempotent(tracking_uri: str) -> None:
     rows = load_published()
     first = import_published(rows)
-    assert len(first.created) == 22 and not first.unchanged
+    assert len(first.created) == 35 and not first.unchanged
     runs = _published_runs(tracking_uri)
-    assert len(runs) == 22 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len(runs) == 35 and {r.info.status for r in runs} == {"FINISHED"}
     by_key = {r.data.tags[names.TAG_PUBLISHED_KEY]: r for r in runs}
-    run = by_key["nvidia_a100|faster_rcnn|2x8|bs=16,lr=0.16"]
-    assert run.info.run_name == "faster_rcnn/nvidia_a100/2x8 (published bs=16,lr=0.16)"
-    assert run.data.metrics == {"p_whole": 351, "p_train": 383, "p_core": 601, "mem": 39.0, "mem_total": 40.0}
+    run = by_key["nvidia_a100|faster_rcnn|2x8|bs=16,lr=0.16|seed"]
+    assert run.info.run_name == "faster_rcnn/nvidia_a100/2x8 (published bs=16,lr=0.16, seed)"
+    assert run.data.metrics == {"p_whole": 351, "p_train": 383, "p_core": 601, "mem_smi": 39.0, "mem_total": 40.0}
+    assert run.data.tags[names.TAG_MODE] == "convergence" and run.data.tags["bench.page_version"] == "seed"
     assert run.data.params["bs"] == "16" and run.data.params["global_bs"] == "256"
     tags = run.data.tags
     assert tags[names.TAG_CASE] == "faster_rcnn" and tags[names.TAG_TOPOLOGY] == "2x8"
@@ -129,18 +167,18 @@ def test_import_records_runs_like_measured_ones_and_is_idempotent(tracking_uri: 
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
     again = import_published(rows)
-    assert len(again.unchanged) == 22 and not again.created and not again.replaced
-    assert len(_published_runs(tracking_uri)) == 22
+    assert len(again.unchanged) == 35 and not again.created and not again.replaced
+    assert len(_published_runs(tracking_uri)) == 35
 
     # A corrected row replaces its run; a row gone from the data takes its run with it.
     changed = [dataclasses.replace(r, metrics={**r.metrics, "p_core": 600.0})
-               if r.key == "nvidia_a100|faster_rcnn|2x8|bs=16,lr=0.16" else r for r in rows]
-    changed = [r for r in changed if r.key != "nvidia_a100|retinanet|1x1|bs=16,lr=0.04"]
+               if r.key == "nvidia_a100|faster_rcnn|2x8|bs=16,lr=0.16|seed" else r for r in rows]
+    changed = [r for r in changed if r.key != "nvidia_a100|retinanet|1x1|bs=16,lr=0.04|unrecorded"]
     third = import_published(changed)
-    assert third.replaced == ["nvidia_a100|faster_rcnn|2x8|bs=16,lr=0.16"]
-    assert third.removed == ["nvidia_a100|retinanet|1x1|bs=16,lr=0.04"]
+    assert third.replaced == ["nvidia_a100|faster_rcnn|2x8|bs=16,lr=0.16|seed"]
+    assert third.removed == ["nvidia_a100|retinanet|1x1|bs=16,lr=0.04|unrecorded"]
     runs = _published_runs(tracking_uri)
-    assert len(runs) == 21
+    assert len(runs) == 34
     assert {r.data.metrics.get("p_core") for r in runs if r.data.tags[names.TAG_TOPOLOGY] == "2x8"
             and r.data.tags[names.TAG_CASE] == "faster_rcnn" and r.data.tags[names.TAG_VENDOR] == "nvidia_a100"} \
         == {600.0}
@@ -167,10 +205,10 @@ def test_bad_published_cells_name_file_page_row_and_column(tmp_path: Path, cells
 def test_import_published_command_twice(tracking_uri: str) -> None:
     first = invoke("import-published")
     assert first.exit_code == 0, first.stderr[-2000:]
-    assert "published rows: 22; created 22, unchanged 0" in first.stdout
+    assert "published rows: 35; created 35, unchanged 0" in first.stdout
     second = invoke("import-published", "--vendors", "metax_c500,nvidia_a100")
-    assert second.exit_code == 0 and "published rows: 19; created 0, unchanged 19" in second.stdout
-    assert len(_published_runs(tracking_uri)) == 22
+    assert second.exit_code == 0 and "published rows: 26; created 0, unchanged 26" in second.stdout
+    assert len(_published_runs(tracking_uri)) == 35
     bad = invoke("import-published", "--vendors", "nvidia_h100")
     assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
     assert "unknown vendor with published results 'nvidia_h100'" in bad.stderr

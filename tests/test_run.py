@@ -80,7 +80,8 @@ def test_throughput_mode_times_only_the_budget(tracking_uri: str) -> None:
     # Started through `exec` after a pause, as a wrapper script would: the pause is not the run's e2e_time.
     pause = 3.0
     command = " ".join([shlex.quote(sys.executable), "-m", "suite", *(shlex.quote(w) for w in LIGHT_RUN),
-                        "--mode", "throughput", "--set", "train.warmup_steps=1", "--set", "train.steps=2"])
+                        "--mode", "throughput", "--set", "train.warmup_steps=1", "--set", "train.steps=2",
+                        "--set", "eval.initial=true"])  # throughput mode evaluates nothing, not even this
     began = time.time()
     result = subprocess.run(["bash", "-c", f"sleep {pause}; exec {command}"], cwd=REPO, capture_output=True,
                             text=True, timeout=600)
@@ -91,9 +92,60 @@ def test_throughput_mode_times_only_the_budget(tracking_uri: str) -> None:
     assert metrics[names.E2E_TIME] < elapsed - pause
     assert run.info.status == "FINISHED"
     assert metrics[names.STEPS] == 3 and metrics[names.IMAGES] == 4  # the warm-up step's images are not counted
-    assert names.MAP not in metrics and metrics[names.EVAL_TIME] == 0
+    assert names.MAP not in metrics and metrics[names.EVAL_TIME] == 0 and names.INIT_EVAL_TIME not in metrics
     _check_throughput_order(metrics)
     assert run.data.params["max_steps"] == "3" and run.data.params["epochs"] == "null"
+
+
+def test_the_untrained_model_is_evaluated_inside_init_where_the_config_asks(tracking_uri: str) -> None:
+    """`eval.initial` (on in every reference config): an evaluation before training, inside init and e2e_time and
+    outside the measured phase, as the published runs had it; its mAP is epoch 0 of the curve."""
+    result = invoke(*LIGHT_RUN, "--set", "eval.initial=true")
+    assert result.exit_code == 0, result.stderr[-3000:]
+    (run,) = search_runs(tracking_uri)
+    metrics = run.data.metrics
+    history = mlflow.MlflowClient(tracking_uri).get_metric_history(run.info.run_id, names.MAP)
+    assert [m.step for m in history] == [0, 1]
+    assert 0 < metrics[names.INIT_EVAL_TIME] < metrics[names.INIT_TIME]
+    assert metrics[names.E2E_TIME] > metrics[names.INIT_TIME] + metrics[names.TRAIN_TIME]
+    assert metrics[names.EVAL_TIME] < metrics[names.TRAIN_TIME]  # only the final evaluation is in the phase
+    # the published Mask R-CNN pages' p_whole: the clock from the run's start
+    assert metrics[names.P_WHOLE_WITH_INIT] == pytest.approx(
+        metrics[names.IMAGES] / (metrics[names.INIT_TIME] + metrics[names.TRAIN_TIME]))
+    assert run.data.tags[names.TAG_COMPLIANCE] == "pass"
+    events_file = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="events.jsonl",
+                                                           tracking_uri=tracking_uri))
+    order = [(e["key"], e["event_type"], (e.get("metadata") or {}).get("epoch_num"))
+             for e in read_events(events_file)]
+    init_end = order.index(("init", "INTERVAL_END", None))
+    assert order.index(("eval", "INTERVAL_START", 0)) < order.index(("eval_accuracy", "POINT_IN_TIME", 0)) < init_end
+    assert init_end < order.index(("train", "INTERVAL_START", None))
+
+
+def test_a_weights_file_changes_what_the_run_records_only_in_its_values(tmp_path: Path, tracking_uri: str) -> None:
+    """The reference graph with a ResNet-50 weights file and without one: the same trainable parameters, trainable
+    stages and training FLOPs per image in the record; where the frozen statistics came from says which ran."""
+    import torch
+    from torchvision.models import resnet50
+
+    plain = tmp_path / "resnet50.pth"
+    torch.save(resnet50().state_dict(), plain)
+    weights = _named_by_hash(plain)
+    common = ["run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *TINY,
+              "--set", "accelerator.peak_tflops={fp32: 1.0}"]  # a stated peak: the run counts its FLOPs
+    for extra in ([], ["--set", f"model.backbone_weights={weights}"]):
+        result = invoke(*common, *extra)
+        assert result.exit_code == 0, result.stderr[-3000:]
+    with_file, without = sorted(search_runs(tracking_uri), key=lambda r: r.data.params["model.backbone_weights"])
+    assert without.data.params["model.backbone_weights"] == "null"
+    for key in (names.PARAM_TRAINABLE_PARAMETERS, names.PARAM_TRAINABLE_LAYERS, names.PARAM_FLOPS_PER_IMAGE):
+        assert without.data.params[key] == with_file.data.params[key], key
+    assert without.data.params[names.PARAM_TRAINABLE_LAYERS] == "3"
+    assert without.data.tags[names.TAG_WEIGHTS] == "random"
+    assert with_file.data.tags[names.TAG_WEIGHTS].startswith(f"file:{weights.name} sha256:")
+    assert without.data.params[names.PARAM_FROZEN_STATISTICS] == "calibrated on 8 training images (seed 0)"
+    assert with_file.data.params[names.PARAM_FROZEN_STATISTICS] == "from the weights file"
+    assert names.MFU in without.data.metrics and names.MFU in with_file.data.metrics
 
 
 def test_failure_during_run_is_recorded_as_failed(tmp_path: Path, tracking_uri: str) -> None:

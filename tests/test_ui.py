@@ -95,13 +95,14 @@ def test_ui_serves_the_store_on_loopback_only(tracking_uri: str) -> None:
         assert [line.split(":")[0] for line in charts] == ["faster_rcnn", "mask_rcnn", "retinanet"]
         assert all("compareRunsMode=CHART" in line for line in charts)
         filters = [linked_filters(tracking_uri, experiment_id, line)[0] for line in (table, *charts)]
-        assert filters == ["", *(f"tags.`bench.case` = '{case}'" for case in ("faster_rcnn", "mask_rcnn",
-                                                                                "retinanet"))]
+        current = "tags.`bench.superseded` = 'false'"  # measured rows and the newest version of each page
+        assert filters == [current, *(f"tags.`bench.case` = '{case}' and {current}"
+                                      for case in ("faster_rcnn", "mask_rcnn", "retinanet"))]
         state = json.loads(json.loads(mlflow.MlflowClient(tracking_uri).get_experiment(experiment_id).tags[
             VIEW_TAG_PREFIX + EVERY_RUN.key])["state"])
         assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "bench.vendor"}]
-        assert {"tags.`bench.case`", "tags.`bench.topology`", "metrics.`p_core`", "metrics.`map`",
-                "metrics.`mem`"} <= set(state["selectedColumns"])
+        assert {"tags.`bench.case`", "tags.`bench.topology`", "tags.`bench.page_version`", "metrics.`p_core`",
+                "metrics.`map`", "metrics.`mem_smi`", "metrics.`mem`"} <= set(state["selectedColumns"])
         request = urllib.request.Request(f"{ui.url}/api/2.0/mlflow/runs/search", method="POST",
                                          data=json.dumps({"experiment_ids": [experiment_id]}).encode(),
                                          headers={"Content-Type": "application/json"})

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
+import pandas as pd
 import pytest
 import torch
 
@@ -60,9 +61,10 @@ class FakeCudaModule:
 
 @pytest.fixture
 def restore_tf32():
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark
+    cudnn = torch.backends.cudnn
+    saved = torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.deterministic
     yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved
+    torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.deterministic = saved
 
 
 def test_metax_adapter_with_fake_device(monkeypatch: pytest.MonkeyPatch, restore_tf32: None) -> None:
@@ -208,8 +210,10 @@ def test_kunlunxin_r300_run_end_to_end_on_the_torch_xmlir_stand_in(r300_xmlir: o
     assert outcome.status == "FINISHED"
     calls = r300_xmlir.calls
     assert calls[0] == "device:xpu:0" and "manual_seed_all:7" in calls
-    # a synchronize at both edges of the measured region and of every timed window (2 steps, 1 evaluation)
-    steps, evaluations = int(outcome.metrics["steps"]), 1
+    # a synchronize at both edges of the measured region and of every timed window (2 steps, 2 evaluations: the
+    # untrained model's, which the R300 configs have as the publisher's did, and the final one)
+    steps, evaluations = int(outcome.metrics["steps"]), 2
+    assert "init_eval_time" in outcome.metrics
     assert calls.count("xpu_synchronize") == 2 + 2 * (steps + evaluations)
     (run,) = search_runs(tracking_uri)
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
@@ -219,6 +223,59 @@ def test_kunlunxin_r300_run_end_to_end_on_the_torch_xmlir_stand_in(r300_xmlir: o
     # no public R300 code reads allocator memory: the tool's figures stand in, the allocator's stays missing
     assert "mem" not in metrics and metrics["mem_total"] == 96.0
     assert metrics["mem_smi"] == pytest.approx(90440 / 1024) and metrics["device_temperature_max_c"] == 36
+
+
+def test_kunlunxin_mask_rcnn_runs_int16_convolutions_and_says_so(r300_xmlir: object, tracking_uri: str) -> None:
+    """The publisher's R300 Mask R-CNN rows ran XDNN_CONV_GEMM_DTYPE=int16 under a page saying "fp32": a run of the
+    reference config on the stand-in sets it from its precision label, records it, and the comparison shows the
+    page's "fp32" beside the label with a note."""
+    import time
+
+    from suite import results
+    from suite.config import resolve
+    from suite.launch import runner
+    from suite.results.published import import_published, load_published
+
+    resolved = resolve("mask_rcnn", "kunlunxin_r300", "1x1", [*TINY_RUN[:-len(LIGHT_SETTINGS)],
+                                                              "model.min_size=96", "model.max_size=96"])
+    outcome = runner.run(resolved, synthetic=True, started_at=time.time())
+    assert outcome.status == "FINISHED"
+    (run,) = search_runs(tracking_uri)
+    tags, params = run.data.tags, run.data.params
+    assert tags["bench.precision"] == "fp32_conv_int16" and params["precision"] == "fp32_conv_int16"
+    assert tags["env.var.XDNN_CONV_GEMM_DTYPE"] == "int16" and tags["math.XDNN_CONV_GEMM_DTYPE"] == "int16"
+    assert params["accelerator.env.XACC_INSTALL_RUNTIME_HOOKER"] == "4"
+    assert tags["bench.reproduces"].endswith("training/kunlunxin/mask_rcnn-pytorch/config/config_R300x1x1.py")
+
+    import_published(load_published(["kunlunxin_r300"]))
+    table = results.compare(case="mask_rcnn", vendors=["kunlunxin_r300"], baseline="kunlunxin_r300").table
+    published = table[(table["source"] == "published") & (table["topology"] == "1x8")].iloc[0]
+    assert published["precision"] == "fp32_conv_int16" and published["precision_published"] == "fp32"
+    assert (published["map"], published["map_segm"]) == (pytest.approx(0.384), pytest.approx(0.346))
+    assert "XDNN_CONV_GEMM_DTYPE=int16" in published["published_note"]
+    assert published["mem_smi"] == 11.3 and published["mem_total"] == 32.0 and pd.isna(published["mem"])
+
+
+def test_kunlunxin_math_flags_follow_the_precision_and_name_host_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch_xmlir", None)
+    adapter = KunlunxinAdapter(cuda_module=FakeCudaModule(count=1))
+    assert adapter.precision_env("fp32_conv_int16") == {"XDNN_CONV_GEMM_DTYPE": "int16"}
+    assert adapter.precision_env("fp32") == {}
+    monkeypatch.setenv("XMLIR_D_FORCE_FALLBACK_STR", "aten::_index_put_impl_,aten::index.Tensor")
+    assert adapter.set_math_flags("fp32")["cpu_fallback_ops"] == "aten::_index_put_impl_,aten::index.Tensor"
+    monkeypatch.setenv("XDNN_CONV_GEMM_DTYPE", "int16")  # inherited from the shell: the label would lie
+    with pytest.raises(RunError, match="XDNN_CONV_GEMM_DTYPE is 'int16' in this process, but precision fp32"):
+        adapter.set_math_flags("fp32")
+    assert adapter.set_math_flags("fp32_conv_int16")["XDNN_CONV_GEMM_DTYPE"] == "int16"
+    assert adapter.set_cudnn_flags(True, False) == {"cudnn_benchmark": "n/a", "cudnn_deterministic": "n/a"}
+
+
+def test_cuda_applies_the_cases_cudnn_flags(restore_tf32: None) -> None:
+    adapter = CudaAdapter(device_module=FakeCudaModule())
+    assert adapter.set_cudnn_flags(True, False) == {"cudnn_benchmark": "true", "cudnn_deterministic": "false"}
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    assert adapter.set_cudnn_flags(False, True) == {"cudnn_benchmark": "false", "cudnn_deterministic": "true"}
+    assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
 
 
 def test_kunlunxin_without_xpu_synchronize_is_a_one_line_error(tracking_uri: str,

@@ -53,6 +53,10 @@ class ImportedOnUse:
 
 
 Batch = tuple[tuple["torch.Tensor", ...], tuple[dict[str, "torch.Tensor"], ...]]
+# Training images whose statistics a random-init frozen backbone takes (cases.detection.models): one no-grad pass,
+# enough for per-channel means and variances, small enough for any device at the full 800-1333 px.
+CALIBRATION_IMAGES = 8
+REFERENCE_SEED = 0  # the values of the model FLOPs are counted on (reference_model)
 
 
 class DetectionCase:
@@ -185,6 +189,64 @@ class DetectionCase:
         settings = self.config.model
         backbone, self.trainable_layers = resnet50_fpn(settings, **self.backbone_layers())
         return self.build_detector(backbone)
+
+    def reference_model(self, device: torch.device) -> nn.Module:
+        """This run's graph with values that depend on no weights file: random from a fixed seed, frozen statistics
+        calibrated as a random-init run's. FLOPs are counted on it (suite.engine.flops): a detector's work depends
+        on its values (the RoIs a Mask R-CNN mask head sees), and the count must be a property of the graph and the
+        data, the same for a run with a weights file and one without."""
+        import torch
+        from torch.random import fork_rng
+
+        settings = self.config.model.model_copy(update={"backbone_weights": None})
+        twin = type(self)(self.config.model_copy(update={"model": settings}))
+        twin.train_set = self.train_set
+        with fork_rng(devices=[]):
+            torch.manual_seed(REFERENCE_SEED)
+            model = twin.build_model().to(device)
+        twin._set_frozen_statistics(model, device)
+        return model
+
+    def calibrate(self, model: nn.Module, device: torch.device) -> str:
+        """What the model needs once it is on its device, before training; returns what was done, for the record.
+
+        A random-init backbone's frozen batch-norm statistics are set from CALIBRATION_IMAGES training images picked
+        with the run's seed (why: cases.detection.models). The run's random streams are left as they were, so a run
+        with a weights file and one without draw the same numbers afterwards.
+        """
+        if self.config.model.backbone_weights is not None:
+            return "from the weights file"
+        done = self._set_frozen_statistics(model, device)
+        if done is None:
+            return "none frozen"
+        logger.info("random-init backbone: frozen batch-norm layers %s", done)
+        return done
+
+    def _set_frozen_statistics(self, model: nn.Module, device: torch.device) -> str | None:
+        """Calibrate the backbone's frozen batch-norm layers on training images; None where it has none."""
+        import torch
+        from torch.random import fork_rng
+
+        from cases.detection.data import to_float
+        from cases.detection.models import calibrate_frozen_statistics, frozen_norms
+
+        body = getattr(getattr(model, "backbone", None), "body", None)
+        if body is None or not frozen_norms(body):
+            return None
+        assert self.train_set is not None, "check() builds the datasets"
+        seed = self.config.hp.seed
+        with fork_rng(devices=[]), torch.no_grad():
+            picked = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(seed))
+            images = [to_float(self.train_set.image(i).to(device)) for i in picked[:CALIBRATION_IMAGES].tolist()]
+            transform = model.transform
+            was_training = transform.training
+            transform.eval()  # the evaluation resize: no random size choice
+            try:
+                batched, _ = transform(images)
+            finally:
+                transform.train(was_training)
+            calibrate_frozen_statistics(body, batched.tensors)
+        return f"calibrated on {len(images)} training images (seed {seed})"
 
     # --- data ------------------------------------------------------------------------------------------------
     def train_loader(self, pin_memory: bool, context: DistContext) -> DataLoader:

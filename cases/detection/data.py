@@ -186,9 +186,12 @@ def check_segmentations(dataset: CocoDetection) -> None:
 
 
 def _usable_rows(index: AnnotationIndex) -> np.ndarray:
-    """torchvision's rule: keep an image if it has a non-crowd box larger than 1 pixel in both sides."""
+    """The published harness's rule (FlagPerf dataloaders/dataloader.py): keep an image if any of its annotations,
+    crowd ones included, has a box wider and taller than 1 pixel. (torchvision's reference counts non-crowd boxes
+    only; an image whose only boxes are crowd regions then drops out, and an epoch has other images than the
+    published runs'.) Such an image trains with an empty target: crowd regions are never training targets."""
     arrays = index.arrays
-    usable = (arrays["iscrowd"] == 0) & (arrays["bbox"][:, 2] > 1) & (arrays["bbox"][:, 3] > 1)
+    usable = (arrays["bbox"][:, 2] > 1) & (arrays["bbox"][:, 3] > 1)
     return np.flatnonzero(np.bincount(index.image_rows()[usable], minlength=len(index)))
 
 
@@ -268,10 +271,14 @@ class CocoDetection(Dataset):
         arrays = self.index.arrays
         return (arrays["width"][self.rows] / arrays["height"][self.rows]).tolist()
 
+    def image(self, index: int) -> torch.Tensor:
+        """Image `index` as uint8 CHW RGB, without its target or any augmentation."""
+        path = self.image_dir / self.index.file_name(int(self.rows[index]))
+        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         row = int(self.rows[index])
-        path = self.image_dir / self.index.file_name(row)
-        image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        image = self.image(index)
         target = self.convert_target(row, image.shape[-2], image.shape[-1])
         if self.hflip_prob and torch.rand(()) < self.hflip_prob:
             image, target = hflip(image, target)

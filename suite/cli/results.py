@@ -60,8 +60,10 @@ def _tag_project_run(kind: str, metrics: dict[str, float]) -> None:
 @click.option("--no-record", is_flag=True, help="Do not record a comparison run in MLflow.")
 @click.option("--wide", is_flag=True, help="Print every column (the default view fits 120 characters; the files "
               "always hold every column).")
+@click.option("--all-versions", is_flag=True, help="Show the published rows of every page version (default: the "
+              "newest version of each vendor's page).")
 def compare_command(cases: tuple[str, ...], vendors: str, baseline: str, source: str, experiment: str, out: Path,
-                    no_record: bool, wide: bool) -> None:
+                    no_record: bool, wide: bool, all_versions: bool) -> None:
     """Published-page tables per case: measured and published rows side by side, ratios, scaling, charts."""
     from suite.errors import DataError
     from suite.results.comparison import compare
@@ -80,7 +82,7 @@ def compare_command(cases: tuple[str, ...], vendors: str, baseline: str, source:
                            if v)
         raise DataError(f"no finished runs match {wanted or 'anything'} in experiment {experiment!r}; run "
                         f"`accelbench import-published` or a benchmark first")
-    comparison = compare(runs_frame=frame, baseline=baseline)
+    comparison = compare(runs_frame=frame, baseline=baseline, all_versions=all_versions)
     click.echo(terminal_report(comparison, wide=wide), nl=False)
     report = write_report(comparison, out)
     click.echo(textwrap.fill(f"wrote {', '.join(p.name for p in report.files)} to {out}", 120,

@@ -42,13 +42,15 @@ def run_environment(resolved: ResolvedConfig, adapter: VendorAdapter) -> dict[st
     precision: the label must say what math ran.
     """
     config = resolved.config
-    implied = adapter.precision_env(config.train.precision)
-    for name, value in implied.items():
-        given = config.accelerator.env.get(name)
+    precision = config.train.precision
+    implied = adapter.precision_env(precision)
+    for name in dict.fromkeys([*implied, *adapter.precision_variables]):
+        given, value = config.accelerator.env.get(name), implied.get(name)
         if given is not None and given != value:
             key = f"accelerator.env.{name}"
-            raise ConfigError(f"{given!r} contradicts train.precision {config.train.precision} (which sets "
-                              f"{value!r}); leave it out", source=resolved.provenance.get(key), key=key)
+            says = f"which sets {value!r}" if value is not None else "which leaves it unset"
+            raise ConfigError(f"{given!r} contradicts train.precision {precision} ({says}); the precision label "
+                              f"decides it", source=resolved.provenance.get(key), key=key)
     return {**config.accelerator.env, **implied}
 
 

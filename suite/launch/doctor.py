@@ -224,6 +224,7 @@ class _Doctor:
                 self.device = self.adapter.device(0)
                 self.adapter.set_math_flags(self.config.train.precision)
                 model = case.build_model().to(self.device)
+                case.calibrate(model, self.device)
                 optimizer = case.optimizer(model)
                 batch = case.to_device(case.sample_batch(1), self.device)
                 self.adapter.synchronize(self.device)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import __version__ as torch_version
 from torch.nn.parallel import DistributedDataParallel
 from torch.random import fork_rng
@@ -29,6 +30,7 @@ from suite.precision import profile
 from suite.vendors.base import VendorAdapter
 
 logger = logging.getLogger(__name__)
+FLOPS_SEED = 0  # the random draws (flips, RPN and RoI sampling) of the step FLOPs are counted on
 
 
 def step_flags(adapter: VendorAdapter, precision: str) -> dict[str, str]:
@@ -56,17 +58,23 @@ class Session:
         init_process_group(context, config.accelerator.dist_backend, config.dist.timeout_s)
         collectives = recorded.collectives = Collectives(context, device)
         adapter.manual_seed(config.hp.seed)
-        flags = {**adapter.set_math_flags(config.train.precision), **step_flags(adapter, config.train.precision)}
+        flags = {**adapter.set_math_flags(config.train.precision),
+                 **adapter.set_cudnn_flags(config.train.cudnn_benchmark, config.train.cudnn_deterministic),
+                 **step_flags(adapter, config.train.precision)}
         recorded.math_flags(flags)
         recorded.node_environments(_node_environments(adapter, prepared.env, context, collectives,
                                                       recorded.environment), flags)
 
         case = prepared.case
         model = case.build_model().to(device, memory_format=profile(config.train.precision).memory_format)
-        recorded.tracker.log_params({"model.trainable_backbone_layers_effective": case.trainable_layers})
+        frozen_statistics = case.calibrate(model, device)
+        recorded.tracker.log_params({
+            names.PARAM_TRAINABLE_LAYERS: case.trainable_layers,
+            names.PARAM_TRAINABLE_PARAMETERS: sum(p.numel() for p in model.parameters() if p.requires_grad),
+            names.PARAM_FROZEN_STATISTICS: frozen_statistics})
         # Only rank 0 records MFU, so only rank 0 counts (the other ranks would redo the same work).
         peak = config.accelerator.peak_tflops.get(profile(config.train.precision).peak_key)
-        flops = _training_flops(prepared, model, device) if context.is_main and peak else None
+        flops = _training_flops(prepared, device) if context.is_main and peak else None
         if flops is not None:
             recorded.tracker.log_params({names.PARAM_FLOPS_PER_IMAGE: f"{flops:.6g}", names.PARAM_PEAK_TFLOPS: peak})
         optimizer = case.optimizer(model, adapter.optimizer_options(config.train.precision))
@@ -90,7 +98,11 @@ class Session:
         return cls(trainer, collectives, measured, flops, peak)
 
     def train(self) -> TrainState:
-        """The measured part: init ends here, telemetry samples while the trainer runs."""
+        """The untrained model's evaluation where the config asks for it (inside init, as the published runs had
+        it), then the measured part: init ends here, telemetry samples while the trainer runs."""
+        config = self.trainer.config
+        if config.eval.initial and config.train.mode != "throughput":
+            self.trainer.evaluate_untrained()
         self.trainer.events.end(names.KEY_INIT)
         self.measured.train_started_at = time.time()
         telemetry = self.measured.telemetry
@@ -103,19 +115,27 @@ class Session:
                 telemetry.stop()
 
 
-def _training_flops(prepared: Any, model: Any, device: Any) -> float:
-    """Training FLOPs per image of this run's model and first batch (counted once, then cached)."""
+def _training_flops(prepared: Any, device: Any) -> float:
+    """Training FLOPs per image of this run's graph and first batch (counted once, then cached).
+
+    Counted on the case's reference model (the run's graph with values from a fixed seed), never on the run's own
+    values: the count is a property of the graph and the data, the same with a weights file and without.
+    """
     config = prepared.resolved.config
     case = prepared.case
-    key = {"case": config.case, "model": config.model_dump()["model"], "bs": config.hp.bs,
-           "data": str(prepared.data_root), "torch": torch_version}
+    model_settings = {k: v for k, v in config.model_dump()["model"].items() if k != "backbone_weights"}
+    key = {"case": config.case, "model": model_settings, "bs": config.hp.bs, "data": str(prepared.data_root),
+           "torch": torch_version, "values": "reference"}
 
     def count() -> int:
-        # Counting draws random numbers (flips, RPN sampling): keep the run's random streams as they were.
+        # Counting draws random numbers (flips, RPN sampling): keep the run's random streams as they were, and
+        # draw the same numbers for every run of this graph and data.
         devices = [device] if device.type == "cuda" else []
         with fork_rng(devices=devices):
+            torch.manual_seed(FLOPS_SEED)
+            reference = case.reference_model(device)
             batch = case.to_device(case.sample_batch(config.hp.bs), device)
-            return count_training_flops(model, batch, case.loss)
+            return count_training_flops(reference, batch, case.loss)
 
     value, cached = flops_per_image(key, config.hp.bs, count)
     logger.info("training FLOPs per image: %.4g (%s)", value, "cached" if cached else "counted")

@@ -1,6 +1,7 @@
 """The published-page comparison tables: measured and published rows side by side, repeats reduced to their
-median with their spread, ratios to a baseline accelerator on one p_core definition, scaling efficiency and whether
-convergence rows reached their targets.
+median with their spread, ratios to a baseline accelerator taken only between figures of one definition
+(suite.results.definitions), scaling efficiency and whether convergence rows reached their targets. Published rows
+of a page that a newer version of the same page supersedes are left out unless every version is asked for.
 
     >>> from suite import results
     >>> comparison = results.compare(case="faster_rcnn", baseline="nvidia_a100")
@@ -19,14 +20,18 @@ import pandas as pd
 from suite import names
 from suite.config import case_defaults
 from suite.errors import BenchError
+from suite.results.definitions import MODE_DEPENDENT, RUN_START_CLOCK
 from suite.results.query import _as_list, runs
 from suite.results.scaling import THROUGHPUTS, efficiencies
 from suite.topology import parse_topology
 
 # The comparison table: one row per group of repeats.
-GROUP_KEYS = ("case", "source", "vendor", "accelerator", "topology", "precision", "fix_hp", "mode", "bs", "lr")
-TABLE_METRICS = (names.E2E_TIME, names.P_WHOLE, names.P_TRAIN, names.P_CORE, names.P_CORE_UNSYNCED, names.MAP,
-                 names.MAP_SEGM, names.MEM, names.MEM_TOTAL, names.MEM_SMI)
+GROUP_KEYS = ("case", "source", "vendor", "accelerator", "topology", "precision", "fix_hp", "mode", "bs", "lr",
+              "page_version")
+TABLE_METRICS = (names.E2E_TIME, names.P_WHOLE, names.P_WHOLE_WITH_INIT, names.P_TRAIN, names.P_CORE,
+                 names.P_CORE_UNSYNCED, names.MAP, names.MAP_SEGM, names.MEM_SMI, names.MEM_TOTAL, names.MEM)
+# Text facts of a group that are the same for its repeats; the first one found is kept.
+GROUP_FACTS = ("precision_published", "published_note", "p_whole_clock", "reproduces", "cpu_fallback_ops")
 # How each source timed p_core: measured runs synchronise the device at the window edges; the published pages used
 # a host clock that stops when optimizer.step() returns (measured runs record that figure too, as p_core_unsynced).
 TIMING = {names.SOURCE_MEASURED: "synchronised", names.SOURCE_PUBLISHED: "host clock"}
@@ -53,17 +58,20 @@ class Comparison:
 
 
 def compare(case: str | Sequence[str] | None = None, vendors: Sequence[str] | None = None,
-            baseline: str = DEFAULT_BASELINE, runs_frame: pd.DataFrame | None = None, **filters: Any) -> Comparison:
+            baseline: str = DEFAULT_BASELINE, runs_frame: pd.DataFrame | None = None, all_versions: bool = False,
+            **filters: Any) -> Comparison:
     """The published-page comparison: measured and published rows side by side, ratios and scaling.
 
     `runs_frame` reuses a frame from `runs()`; otherwise the runs are searched with `case`, `vendors` and any other
-    `runs()` filter.
+    `runs()` filter. Published rows of superseded page versions are left out unless `all_versions`.
     """
     frame = runs_frame if runs_frame is not None else runs(case=case, vendor=vendors, **filters)
     if runs_frame is not None:
         for column, values in (("case", _as_list(case)), ("vendor", _as_list(vendors))):
             if values is not None:
                 frame = frame[frame[column].isin(values)]
+    if not all_versions:
+        frame = frame[frame["superseded"] != "true"]
     table = _aggregate(frame)
     scaling = _scaling(frame)
     table = _attach_ratios(table, baseline)
@@ -92,8 +100,8 @@ def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         row["p_core_timing"] = TIMING.get(row["source"])
         converged = {c for c in group["converged"] if isinstance(c, str)}
         row["run_ids"] = ",".join(group["run_id"].astype(str))
-        row["precision_published"] = next((p for p in group["precision_published"] if isinstance(p, str)), None)
-        row["published_note"] = next((p for p in group["published_note"] if isinstance(p, str)), None)
+        for fact in GROUP_FACTS:
+            row[fact] = next((p for p in group[fact] if isinstance(p, str)), None)
         for metric in TABLE_METRICS:
             values = [float(v) for v in group[metric] if pd.notna(v)]
             median = statistics.median(values) if values else None
@@ -103,10 +111,10 @@ def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_spread"] = ((max(values) - min(values)) / median) if values and median else None
         row["target_met"] = _target_met(row, converged)
         rows.append(row)
-    columns = [*GROUP_KEYS, "n", "p_core_timing", "target_met", "precision_published", "published_note", "run_ids",
+    columns = [*GROUP_KEYS, "n", "p_core_timing", "target_met", *GROUP_FACTS, "run_ids",
                *[f"{m}{suffix}" for m in TABLE_METRICS for suffix in ("", "_min", "_max", "_spread")]]
     table = pd.DataFrame(rows, columns=columns)
-    for key in ("bs", "lr", "fix_hp"):
+    for key in ("bs", "lr", "fix_hp", "page_version"):
         table[key] = table[key].replace("", None)
     return table
 
@@ -152,6 +160,25 @@ def _host_clock_p_core(row: pd.Series) -> float | None:
     return row[names.P_CORE_UNSYNCED]
 
 
+def _p_whole_from_run_start(row: pd.Series) -> float | None:
+    if row["p_whole_clock"] == RUN_START_CLOCK:
+        return row[names.P_WHOLE]
+    return row[names.P_WHOLE_WITH_INIT] if row["source"] == names.SOURCE_MEASURED else None
+
+
+def _figures(metric: str, row: pd.Series, base: pd.Series) -> tuple[Any, Any]:
+    """The two figures of `metric` a ratio divides, on one definition (suite.results.definitions); (None, None)
+    where the rows do not measure the same thing."""
+    if metric in MODE_DEPENDENT and row["mode"] != base["mode"]:
+        return None, None
+    if metric == names.P_CORE and row["p_core_timing"] != base["p_core_timing"]:
+        # Compare on one definition: the host clock, which both sides have.
+        return _host_clock_p_core(row), _host_clock_p_core(base)
+    if metric == names.P_WHOLE and RUN_START_CLOCK in (row["p_whole_clock"], base["p_whole_clock"]):
+        return _p_whole_from_run_start(row), _p_whole_from_run_start(base)
+    return row[metric], base[metric]
+
+
 def _attach_ratios(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     table = table.copy()
     candidates = table[table["vendor"] == baseline]
@@ -161,10 +188,7 @@ def _attach_ratios(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
         fix_hp = "/" if base is None or not isinstance(base["fix_hp"], str) else base["fix_hp"]
         labels.append(None if base is None else f"{base['vendor']} {base['topology']} {fix_hp} ({base['source']})")
         for metric in THROUGHPUTS:
-            mine, theirs = (row[metric], base[metric]) if base is not None else (None, None)
-            if metric == names.P_CORE and base is not None and row["p_core_timing"] != base["p_core_timing"]:
-                # Compare on one definition: the host clock, which both sides have.
-                mine, theirs = _host_clock_p_core(row), _host_clock_p_core(base)
+            mine, theirs = _figures(metric, row, base) if base is not None else (None, None)
             value = None
             if mine is not None and theirs is not None and pd.notna(mine) and pd.notna(theirs) and theirs:
                 value = mine / theirs

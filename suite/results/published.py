@@ -6,8 +6,16 @@ is the one place that interprets those cells:
     ""  or "/"          missing (never zero)
     "37.0%"            0.370
     "0.382 && 0.343"   map 0.382 and map_segm 0.343 (Mask R-CNN's "bbox && segm")
-    "38.8/40.0"        mem 38.8 and mem_total 40.0 (GiB, "used/total")
+    "38.4 && 34.6"     map 0.384 and map_segm 0.346: an mAP above 1 is a percent without its sign
+    "38.8/40.0"        mem_smi 38.8 and mem_total 40.0 (GiB, "used/total": the vendor tool's reading, which
+                       measured runs record as mem_smi; their allocator peak `mem` is another quantity)
     "bs=16,lr=0.16"    fix_hp: bs 16 and lr 0.16 over the case defaults; "/" means the case defaults
+
+Every row carries the page it came from and that page's version (`bench.published_from`,
+`bench.page_version`); where a vendor has several versions of one case's page, the rows of all but the newest
+are tagged `bench.superseded=true`, and comparisons and saved views leave them out unless asked for every
+version. Every published row trained whole epochs with an evaluation after each (reference.md section 12), so its
+mode is `convergence`.
 
 `import_published` writes one run per row, with the params, tags and metric names of measured runs plus
 `bench.source=published`, and is idempotent: a row whose run already exists unchanged is left alone.
@@ -15,6 +23,7 @@ is the one place that interprets those cells:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -45,13 +54,24 @@ MISSING = ("", "/")
 # "A100单机8卡（1x8）" (full-width brackets), "MXC500 两机16卡（2x8）" or a bare "1x8": the topology is NxM.
 _TOPOLOGY = re.compile(r"(?:^|[（(])\s*(\d+)x(\d+)\s*(?:[）)]|$)")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
-# The published harness ran 1x8 to convergence and timed 1x1 and 2x8 over a step budget (design.md, Modes).
-CONVERGENCE, THROUGHPUT = "convergence", "throughput"
+# Every published row, 1x1 and 2x8 included, trained whole epochs and evaluated after each (reference.md 12).
+CONVERGENCE = "convergence"
+SEED_VERSION = "seed"
+P_WHOLE_CLOCKS = ("training", "run_start")
 
 
 class PublishedPage(Strict):
     source: str = Field(description="where the page came from")
+    version: str = Field("not stated", min_length=1, description="'seed' (the user's copy) or the publisher's "
+                         "commit")
+    date: str | None = Field(None, description="the version's date (YYYY-MM-DD), where known")
+    same_as: str | None = Field(None, description="a dated version of the publisher's page this one equals")
+    note: str | None = Field(None, description="what a reader of this page's rows should know")
     case: str
+    precision: dict[str, str] = Field(default_factory=dict, description="this page's labels -> the math that ran, "
+                                      "over the file's map")
+    p_whole_clock: str = Field("training", description="training: p_whole's clock covers training; run_start: it "
+                               "starts before the dataset is built (the Mask R-CNN pages)")
     environment: dict[str, str] = Field(default_factory=dict)
     columns: tuple[str, ...]
     rows: list[list[str]]
@@ -78,21 +98,27 @@ class PublishedRow:
     source: str
     cells: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
-
-    @property
-    def mode(self) -> str:
-        topology = parse_topology(self.topology)
-        return CONVERGENCE if topology.nodes == 1 and topology.per_node > 1 else THROUGHPUT
+    version: str = SEED_VERSION
+    date: str | None = None
+    same_as: str | None = None
+    latest: bool = True        # no newer version of this vendor's page for this case is shipped
+    p_whole_clock: str = "training"
+    mode: str = CONVERGENCE
 
     @property
     def key(self) -> str:
-        """Identifies the row across imports: one vendor-case-topology-fix_hp row per page."""
-        return f"{self.vendor}|{self.case}|{self.topology}|{self.fix_hp}"
+        """Identifies the row across imports: one vendor-case-topology-fix_hp row per page version."""
+        return f"{self.vendor}|{self.case}|{self.topology}|{self.fix_hp}|{self.version}"
+
+    @property
+    def version_label(self) -> str:
+        """The page's version as shown: `seed`, or `1b5a0303 (2025-11-11)`."""
+        return f"{self.version} ({self.date})" if self.date else self.version
 
     @property
     def run_name(self) -> str:
         suffix = "" if self.fix_hp == "/" else f" {self.fix_hp}"
-        return f"{self.case}/{self.vendor}/{self.topology} (published{suffix})"
+        return f"{self.case}/{self.vendor}/{self.topology} (published{suffix}, {self.version})"
 
     def identity(self) -> RowIdentity:
         return RowIdentity(case=self.case, vendor=self.vendor,
@@ -110,9 +136,14 @@ class PublishedRow:
             names.TAG_STATUS: "FINISHED",
             names.TAG_PUBLISHED_KEY: self.key,
             names.TAG_PUBLISHED_FROM: self.source,
+            names.TAG_PAGE_VERSION: self.version_label,
+            names.TAG_SUPERSEDED: str(not self.latest).lower(),
+            names.TAG_P_WHOLE_CLOCK: self.p_whole_clock,
             names.TAG_PUBLISHED_CELLS: " | ".join(self.cells),
             names.TAG_DESCRIPTION: self.description(),
         }
+        if self.same_as:
+            tags[names.TAG_PAGE_SAME_AS] = self.same_as
         if self.notes:
             tags[names.TAG_PUBLISHED_NOTE] = "; ".join(self.notes)
         env = dict(self.environment)
@@ -129,8 +160,11 @@ class PublishedRow:
 
     def description(self) -> str:
         table = markdown_table([dict(zip(COLUMNS, self.cells, strict=True))], COLUMNS)
+        same = f", the same as {self.same_as}" if self.same_as else ""
+        newest = "" if self.latest else " A newer version of this page is shipped: this row is hidden by default."
         lines = [f"Published result of **{self.case}** on **{self.vendor}**, topology {self.topology}, "
-                 f"imported from `{self.source}` (cells as printed; blank = not published).", "", table]
+                 f"imported from `{self.source}`, version **{self.version_label}**{same} (cells as printed; "
+                 f"blank = not published).{newest}", "", table]
         if self.precision != self.precision_published:
             lines += ["", f"The page says `{self.precision_published}`; the math that ran was `{self.precision}`."]
         lines += [f"\nNote: {note}" for note in self.notes]
@@ -152,11 +186,13 @@ def parse_number(cell: str) -> float | None:
 
 
 def parse_map(cell: str) -> dict[str, float]:
-    """"0.3529", "37.0%" or Mask R-CNN's "0.382 && 0.343" (bbox && segm)."""
+    """"0.3529", "37.0%" or Mask R-CNN's "0.382 && 0.343" (bbox && segm); a value above 1 is a percent printed
+    without its sign ("38.4 && 34.6" on the Kunlunxin page)."""
     parts = cell.split("&&")
     if len(parts) > 2:
         raise ValueError(f"{cell!r} has more than two mAP values")
     values = [parse_number(p) for p in parts]
+    values = [round(v / 100, 10) if v is not None and 1 < v <= 100 else v for v in values]
     if len(values) == 2 and None in values:
         raise ValueError(f"{cell!r} has an empty side")
     found = {key: value for key, value in zip((names.MAP, names.MAP_SEGM), values, strict=False)
@@ -168,14 +204,15 @@ def parse_map(cell: str) -> dict[str, float]:
 
 
 def parse_mem(cell: str) -> dict[str, float]:
-    """"38.8/40.0" -> used and total GiB; a lone number is the used memory."""
+    """"38.8/40.0" -> the vendor tool's used memory (mem_smi) and the device total, GiB; a lone number is the used
+    memory."""
     text = cell.strip()
     if text in MISSING:
         return {}
     used, slash, total = text.partition("/")
     result = {}
     if (value := parse_number(used)) is not None:
-        result[names.MEM] = value
+        result[names.MEM_SMI] = value
     if slash:
         if (value := parse_number(total)) is None:
             raise ValueError(f"{cell!r} has no total after '/'")
@@ -224,7 +261,22 @@ def load_published(selected: Iterable[str] | None = None) -> list[PublishedRow]:
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         raise ConfigError(f"published rows appear twice: {', '.join(duplicates)}")
-    return rows
+    return _mark_latest(rows)
+
+
+def _version_order(row: PublishedRow) -> tuple[bool, str]:
+    """Dated versions are newer than undated ones (the seeds are copies of older pages), later dates newer."""
+    return row.date is not None, row.date or ""
+
+
+def _mark_latest(rows: list[PublishedRow]) -> list[PublishedRow]:
+    """Rows of a page with a newer version of the same vendor's page for the same case are not the latest."""
+    newest: dict[tuple[str, str], tuple[bool, str]] = {}
+    for row in rows:
+        page = (row.vendor, row.case)
+        newest[page] = max(newest.get(page, _version_order(row)), _version_order(row))
+    return [row if _version_order(row) == newest[(row.vendor, row.case)] else dataclasses.replace(row, latest=False)
+            for row in rows]
 
 
 def load_vendor_file(vendor: str, path: Path) -> list[PublishedRow]:
@@ -243,6 +295,9 @@ def load_vendor_file(vendor: str, path: Path) -> list[PublishedRow]:
         where_page = f"{path}: pages[{page_index}] ({page.source})"
         if page.case not in defaults:
             raise UnknownNameError("case", page.case, sorted(defaults))
+        if page.p_whole_clock not in P_WHOLE_CLOCKS:
+            raise ConfigError(f"{where_page}: p_whole_clock must be one of {', '.join(P_WHOLE_CLOCKS)}, not "
+                              f"{page.p_whole_clock!r}")
         if tuple(page.columns) != COLUMNS:
             raise ConfigError(f"{where_page}: columns must be {list(COLUMNS)}, not {list(page.columns)}")
         for row_index, cells in enumerate(page.rows):
@@ -250,8 +305,8 @@ def load_vendor_file(vendor: str, path: Path) -> list[PublishedRow]:
             if len(cells) != len(COLUMNS):
                 raise ConfigError(f"{where}: {len(cells)} cells, the columns are {len(COLUMNS)}")
             try:
-                rows.append(_interpret(vendor, page, tuple(str(c) for c in cells), data.precision,
-                                       defaults[page.case]))
+                rows.append(_interpret(vendor, page, tuple(str(c) for c in cells),
+                                       {**data.precision, **page.precision}, defaults[page.case]))
             except ValueError as e:
                 raise ConfigError(f"{where}: {e}") from e
     return rows
@@ -285,8 +340,10 @@ def _interpret(vendor: str, page: PublishedPage, cells: tuple[str, ...], precisi
             raise ValueError(f"{column}: {e}") from e
     row = PublishedRow(vendor=vendor, case=page.case, topology=topology, precision=precision_map[label],
                        precision_published=label, fix_hp=fix_hp, hp=hp, metrics=metrics,
-                       environment=dict(page.environment), source=page.source, cells=cells)
-    return PublishedRow(**{**row.__dict__, "notes": _config_notes(row)})
+                       environment=dict(page.environment), source=page.source, cells=cells, version=page.version,
+                       date=page.date, same_as=page.same_as, p_whole_clock=page.p_whole_clock)
+    notes = (*((page.note,) if page.note else ()), *_config_notes(row), *_workload_notes(row))
+    return dataclasses.replace(row, notes=notes)
 
 
 def _case_defaults() -> dict[str, dict[str, float]]:
@@ -316,6 +373,32 @@ def _config_notes(row: PublishedRow) -> tuple[str, ...]:
     page = f"the page's fix_hp '/' (case defaults) means {said}" if row.fix_hp == "/" else f"the page says {said}"
     return (f"{page}; the suite's config for this topology "
             f"({config_source(path)}) uses {ran}",)
+
+
+def _workload_notes(row: PublishedRow) -> tuple[str, ...]:
+    """What ran in this row that a reader would not guess from its cells: int16 convolutions behind "fp32", ops on
+    the host CPU, a p_whole clock that starts before the dataset is built, a suite config no publisher file backs."""
+    from suite.config import resolve
+    from suite.errors import BenchError
+
+    notes = []
+    if row.precision == "fp32_conv_int16":
+        notes.append(f"the page says {row.precision_published}, but the publisher's config sets "
+                     f"XDNN_CONV_GEMM_DTYPE=int16: the convolutions' GEMMs ran in int16 (precision fp32_conv_int16)")
+    if row.p_whole_clock == "run_start":
+        notes.append("this page's p_whole clock starts before the dataset is built and includes the initial "
+                     f"evaluation: ratios to it use a measured row's {names.P_WHOLE_WITH_INIT}")
+    try:
+        config = resolve(row.case, row.vendor, row.topology).config
+    except BenchError:
+        return tuple(notes)
+    fallback = config.accelerator.env.get("XMLIR_D_FORCE_FALLBACK_STR")
+    if fallback:
+        notes.append(f"the publisher's config runs {fallback} on the host CPU (XMLIR_D_FORCE_FALLBACK_STR); the "
+                     f"suite's config does the same (math.cpu_fallback_ops)")
+    if config.reproduces is None:
+        notes.append(f"no publisher config file backs this row: the suite's config for {row.topology} is its own")
+    return tuple(notes)
 
 
 # --- recording ----------------------------------------------------------------------------------------------

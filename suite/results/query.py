@@ -39,13 +39,18 @@ TAG_COLUMNS = {
     "converged": names.TAG_CONVERGED,
     "failure": names.TAG_FAILURE,
     "published_note": names.TAG_PUBLISHED_NOTE,
+    "page_version": names.TAG_PAGE_VERSION,
+    "superseded": names.TAG_SUPERSEDED,
+    "p_whole_clock": names.TAG_P_WHOLE_CLOCK,
+    "reproduces": names.TAG_REPRODUCES,
+    "cpu_fallback_ops": names.MATH_TAG_PREFIX + "cpu_fallback_ops",
     "parent_run_id": names.TAG_PARENT_RUN,
     "git_commit": names.TAG_GIT_COMMIT,
     "kind": names.TAG_KIND,
 }
 PARAM_COLUMNS = {"bs": names.PARAM_BS, "lr": names.PARAM_LR, "global_bs": names.PARAM_GLOBAL_BS}
 METRIC_COLUMNS = (*names.SUMMARY_METRICS, names.MAP_BEST, names.MAP_SEGM_BEST, names.MEM_RESERVED, names.MEM_SMI,
-                  names.P_CORE_UNSYNCED, names.IMAGES, names.STEPS)
+                  names.P_CORE_UNSYNCED, names.P_WHOLE_WITH_INIT, names.INIT_EVAL_TIME, names.IMAGES, names.STEPS)
 RUN_COLUMNS = ("run_id", "run_name", "experiment_id", "status", "start_time")
 COLUMNS = (*RUN_COLUMNS, *TAG_COLUMNS, *PARAM_COLUMNS, *METRIC_COLUMNS)
 INT_COLUMNS = ("nnodes", "nproc_per_node", "world_size", "round", "bs", "global_bs")

@@ -6,8 +6,10 @@ repeats (FINISHED runs with the same config hash, never the candidate itself: a 
 gate's whole use, would otherwise widen its own noise band until it always passes). The noise threshold is the
 relative spread of those repeats ((max - min) / median), but never less than the default (5%, `--threshold`), so
 identical repeats do not make a 0.1% wobble a regression. A metric worse than the baseline by more than the
-threshold is a regression. A published baseline is compared on its own p_core definition (host clock): the
-candidate's p_core_unsynced stands in for its p_core.
+threshold is a regression. Each metric is compared on the baseline's definition (suite.results.definitions): against
+a published baseline the candidate's p_core_unsynced stands in for its p_core (host clock), and its
+p_whole_with_init for p_whole where the page's clock starts at the run's start; p_whole and e2e_time are not
+compared between runs of different modes (a throughput-mode candidate against an epoch run).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from typing import Any
 
 from suite import names
 from suite.errors import DataError, UnknownNameError
+from suite.results.definitions import counterpart
 from suite.results.query import runs
 from suite.tracking.client import tag_clause
 
 DEFAULT_THRESHOLD = 0.05
 HIGHER_IS_BETTER = (names.P_WHOLE, names.P_TRAIN, names.P_CORE, names.MAP, names.MAP_SEGM, names.MFU)
-LOWER_IS_BETTER = (names.E2E_TIME, names.ENERGY_PER_IMAGE, names.MEM)
+LOWER_IS_BETTER = (names.E2E_TIME, names.ENERGY_PER_IMAGE, names.MEM, names.MEM_SMI)
+DEFINITION_LABELS = {names.P_CORE_UNSYNCED: "host clock", names.P_WHOLE_WITH_INIT: "clock from the run's start"}
 
 
 @dataclass
@@ -99,6 +103,7 @@ def resolve_baseline(client: Any, spec: str, candidate: Any) -> Any:
     for source in (names.SOURCE_MEASURED, names.SOURCE_PUBLISHED):
         newest_first = runs(case=case, vendor=vendor, topology=topology, source=source, precision=precision,
                             tracking_uri=client.tracking_uri)
+        newest_first = newest_first[newest_first["superseded"] != "true"]  # a superseded page version
         found = [run_id for run_id in newest_first["run_id"] if run_id != candidate.info.run_id]
         if found:
             return client.get_run(found[0])
@@ -111,12 +116,15 @@ def gate(client: Any, candidate_id: str, baseline_spec: str, default_threshold: 
     if baseline.info.run_id == candidate.info.run_id:
         raise DataError(f"--against {baseline_spec}: run {candidate_id} cannot be its own baseline")
     repeats = _repeats(client, baseline, candidate.info.run_id)
-    published = baseline.data.tags.get(names.TAG_SOURCE) == names.SOURCE_PUBLISHED
+    base_tags = baseline.data.tags
+    published = base_tags.get(names.TAG_SOURCE) == names.SOURCE_PUBLISHED
     checks = []
     for metric in (*HIGHER_IS_BETTER, *LOWER_IS_BETTER):
-        candidate_metric = names.P_CORE_UNSYNCED if published and metric == names.P_CORE else metric
+        candidate_metric = counterpart(metric, mode=candidate.data.tags.get(names.TAG_MODE),
+                                       other_mode=base_tags.get(names.TAG_MODE), other_published=published,
+                                       other_p_whole_clock=base_tags.get(names.TAG_P_WHOLE_CLOCK))
         values = [r.data.metrics[metric] for r in repeats if metric in r.data.metrics]
-        if not values or candidate_metric not in candidate.data.metrics:
+        if not values or candidate_metric is None or candidate_metric not in candidate.data.metrics:
             continue
         base = statistics.median(values)
         if base == 0:
@@ -125,7 +133,8 @@ def gate(client: Any, candidate_id: str, baseline_spec: str, default_threshold: 
         change = (mine - base) / abs(base) if metric in HIGHER_IS_BETTER else (base - mine) / abs(base)
         spread = (max(values) - min(values)) / abs(base) if len(values) > 1 else None
         threshold = max(spread or 0.0, default_threshold)
-        checks.append(Check(metric if candidate_metric == metric else f"{metric} (host clock)", base, mine, change,
+        shown = metric if candidate_metric == metric else f"{metric} ({DEFINITION_LABELS[candidate_metric]})"
+        checks.append(Check(shown, base, mine, change,
                             threshold, len(values), spread, change < -threshold))
     if not checks:
         raise DataError(f"run {candidate_id} and baseline {baseline.info.run_id} share no metric to compare")

@@ -25,6 +25,7 @@ import pandas as pd
 
 from suite import names
 from suite.results.comparison import Comparison
+from suite.results.definitions import NOT_COMPARABLE_ACROSS_MODES
 from suite.results.query import map_history
 from suite.results.scaling import THROUGHPUTS
 from suite.tables import markdown_table, render_table
@@ -63,9 +64,10 @@ def display_rows(table: pd.DataFrame, baseline: str) -> list[dict[str, str]]:
         if _text(r.get("precision_published"), precision) != precision:
             precision = f"{precision} (page: {r['precision_published']})"
         mean_ap = " && ".join(format_number(r[m]) for m in (names.MAP, names.MAP_SEGM) if _present(r[m]))
-        mem = ""
-        if _present(r[names.MEM]):
-            mem = f"{r[names.MEM]:.1f}" + (f"/{r[names.MEM_TOTAL]:.1f}" if _present(r[names.MEM_TOTAL]) else "")
+        mem_smi = ""  # the vendor tool's reading, as the pages print it; never the allocator's figure
+        if _present(r[names.MEM_SMI]):
+            mem_smi = f"{r[names.MEM_SMI]:.1f}" + (f"/{r[names.MEM_TOTAL]:.1f}" if _present(r[names.MEM_TOTAL])
+                                                    else "")
         spread = r[f"{names.P_CORE}_spread"]
         rows.append({
             "source": r["source"],
@@ -74,6 +76,7 @@ def display_rows(table: pd.DataFrame, baseline: str) -> list[dict[str, str]]:
             "precision": precision,
             "precision_run": r["precision"],
             "fix_hp": _text(r["fix_hp"], "/"),
+            "page": _text(r.get("page_version")),
             "mode": _text(r["mode"]),
             "n": str(r["n"]),
             names.E2E_TIME: format_number(r[names.E2E_TIME]),
@@ -85,7 +88,8 @@ def display_rows(table: pd.DataFrame, baseline: str) -> list[dict[str, str]]:
             "spread": f"±{100 * spread / 2:.1f}%" if r["n"] > 1 and _present(spread) else "",
             "mAP": mean_ap,
             "target": {True: "met", False: "MISSED"}.get(r.get("target_met"), ""),
-            names.MEM: mem,
+            MEM_SMI_COLUMN: mem_smi,
+            MEM_ALLOC_COLUMN: f"{r[names.MEM]:.1f}" if _present(r[names.MEM]) else "",
             f"vs {baseline}": (f"{r[f'{names.P_CORE}_vs_baseline']:.2f}x"
                                if _present(r[f"{names.P_CORE}_vs_baseline"]) else ""),
             "scaling": f"{r['scaling']:.2f}" if _present(r["scaling"]) else "",
@@ -93,10 +97,14 @@ def display_rows(table: pd.DataFrame, baseline: str) -> list[dict[str, str]]:
     return rows
 
 
+MEM_SMI_COLUMN = "mem_smi"  # the vendor tool's used/total device memory: the published pages' `mem` cell
+MEM_ALLOC_COLUMN = "mem_alloc"  # the allocator's peak (measured rows)
+
+
 def display_columns(baseline: str) -> tuple[str, ...]:
-    return ("source", "vendor", "topology", "precision", "fix_hp", "mode", "n", names.E2E_TIME, names.P_WHOLE,
-            names.P_TRAIN, names.P_CORE, "timing", "p_core_host", "spread", "mAP", "target", names.MEM,
-            f"vs {baseline}", "scaling")
+    return ("source", "vendor", "topology", "precision", "fix_hp", "page", "mode", "n", names.E2E_TIME,
+            names.P_WHOLE, names.P_TRAIN, names.P_CORE, "timing", "p_core_host", "spread", "mAP", "target",
+            MEM_SMI_COLUMN, MEM_ALLOC_COLUMN, f"vs {baseline}", "scaling")
 
 
 SCALING_COLUMNS = ("source", "vendor", "precision", "bs", "topology", "reference", *THROUGHPUTS)
@@ -111,17 +119,35 @@ def _scaling_rows(scaling: pd.DataFrame) -> list[dict[str, str]]:
 
 
 def _notes(table: pd.DataFrame) -> list[str]:
+    """What a reader must know about a row to compare it: the published rows' notes, and for measured rows a
+    throughput mode, a config no publisher file backs, ops run on the host CPU."""
     notes = []
     for r in table.to_dict("records"):
-        if _text(r.get("published_note")):
-            notes.append(f"{r['vendor']} {r['topology']} (published): {r['published_note']}")
+        where = f"{r['vendor']} {r['topology']} {_text(r['fix_hp'], '/')}"
+        if r["source"] == names.SOURCE_PUBLISHED:
+            if _text(r.get("published_note")):
+                page = f", page {r['page_version']}" if _text(r.get("page_version")) else ""
+                notes.append(f"{where} (published{page}): {r['published_note']}")
+            continue
+        said = []
+        if r["mode"] == "throughput":
+            said.append(NOT_COMPARABLE_ACROSS_MODES)
+        if r.get("reproduces") == names.REPRODUCES_NONE:
+            said.append("the suite's own config: no publisher file backs it")
+        if _text(r.get("cpu_fallback_ops")):
+            said.append(f"ran {r['cpu_fallback_ops']} on the host CPU")
+        if said:
+            notes.append(f"{where} (measured, {r['mode']}): {'; '.join(said)}")
     return notes
 
 
 LEGEND = ("`timing` says how a row's p_core was timed: `sync` (measured rows: a device synchronize at both window "
           "edges) or `host` (the published pages: a host clock stopped when optimizer.step() returns, which bills "
           "queued device work to data loading). `p_core_host` is a measured row's p_core on the published "
-          "definition. `spread` is half the min-max range of p_core over the `n` repeats; "
+          "definition. `mem_smi` is the device memory the vendor's tool reported used/total (what the pages "
+          "print); `mem_alloc` the allocator's peak, a smaller quantity, measured rows only. `page` is the version "
+          "of a published row's page (`seed` or the publisher's commit). Throughput-mode rows' p_whole and e2e_time "
+          "are not compared with epoch runs'. `spread` is half the min-max range of p_core over the `n` repeats; "
           "`vs` is the p_core ratio to the baseline accelerator at the same case, topology and precision, taken on "
           "the host-clock definition when the two rows were timed differently; `target` says whether a convergence "
           "row reached every mAP target of its case; "
@@ -134,7 +160,7 @@ TERMINAL_WIDTH = 120
 def terminal_columns(baseline: str) -> tuple[str, ...]:
     """What a reader compares first, in a width a terminal holds (`--wide` and the files keep every column)."""
     return ("source", "vendor", "topology", "precision", "fix_hp", names.P_CORE, "timing", f"vs {baseline}", "mAP",
-            names.MEM, "n")
+            MEM_SMI_COLUMN, MEM_ALLOC_COLUMN, "n")
 
 
 def terminal_report(comparison: Comparison, *, wide: bool = False) -> str:
@@ -206,7 +232,7 @@ def _series_label(r: dict[str, Any]) -> str:
 BAR_CHARTS = (  # (file prefix, metric, axis label): what the published pages report per accelerator
     ("throughput", names.P_CORE, "p_core (images/s)"),
     ("map", names.MAP, "mAP (bbox AP@[.50:.95])"),
-    ("mem", names.MEM, "mem (GiB)"),
+    ("mem", names.MEM_SMI, "device memory used, vendor tool (GiB)"),
 )
 
 

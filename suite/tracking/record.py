@@ -47,6 +47,8 @@ def run_tags(prepared: Any) -> dict[str, str]:
     tags.update({
         names.TAG_STATUS: "RUNNING",
         names.TAG_WEIGHTS: prepared.case.backbone_init,
+        names.TAG_REPRODUCES: prepared.resolved.config.reproduces or names.REPRODUCES_NONE,
+        names.TAG_SUPERSEDED: "false",  # only a published page's older version is (suite.results.published)
         names.TAG_DATA: "synthetic" if prepared.synthetic else "path",
         names.TAG_DATA_ROOT: str(prepared.data_root),
     })

@@ -14,12 +14,13 @@ from typing import Any
 from suite import names
 from suite.tables import markdown_table
 from suite.tracking.client import tag_clause
-from suite.tracking.views import ACCELERATOR, SavedView, save_views
+from suite.tracking.views import ACCELERATOR, SavedView, current_rows, save_views
 
 COMPARE_HEADING = "**Compare:**"
-SUMMARY_COLUMNS = (names.E2E_TIME, names.P_WHOLE, names.P_TRAIN, names.P_CORE, "mAP", names.MEM)
+SUMMARY_COLUMNS = (names.E2E_TIME, names.P_WHOLE, names.P_TRAIN, names.P_CORE, "mAP", names.MEM_SMI, names.MEM)
 COLUMN_TITLES = {names.E2E_TIME: "e2e_time (s)", names.P_WHOLE: "p_whole (img/s)", names.P_TRAIN: "p_train (img/s)",
-                 names.P_CORE: "p_core (img/s)", "mAP": "mAP", names.MEM: "mem (GiB)"}
+                 names.P_CORE: "p_core (img/s)", "mAP": "mAP", names.MEM_SMI: "mem_smi (GiB, tool used/total)",
+                 names.MEM: "mem (GiB, allocator peak)"}
 
 
 def search_link(experiment_id: str, text: str, filter_string: str, group_by: tuple[str, ...] = ()) -> str:
@@ -38,8 +39,8 @@ def _comparison_searches(case: str, topology: str) -> list[tuple[str, str, tuple
     accelerator, every run of the case, and the comparison runs (`accelbench compare`) that include the case."""
     return [
         (f"{case} {topology} on every accelerator (measured and published)",
-         f"{tag_clause(names.TAG_CASE, case)} and {tag_clause(names.TAG_TOPOLOGY, topology)}", ()),
-        (f"every {case} run", tag_clause(names.TAG_CASE, case), (names.TAG_TOPOLOGY,)),
+         current_rows(f"{tag_clause(names.TAG_CASE, case)} and {tag_clause(names.TAG_TOPOLOGY, topology)}"), ()),
+        (f"every {case} run", current_rows(tag_clause(names.TAG_CASE, case)), (names.TAG_TOPOLOGY,)),
         (f"comparison reports that include {case}",
          f"{tag_clause(names.TAG_KIND, names.KIND_COMPARISON)} and "
          f"{tag_clause(names.TAG_CASES, f'%{case}%').replace(' = ', ' LIKE ', 1)}", ()),

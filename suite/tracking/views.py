@@ -32,13 +32,22 @@ VIEW_FORMAT = 1  # part of each view's key: a changed layout saves new views ins
 
 # The published pages' columns, in their order: what a reader compares first.
 COLUMN_TAGS = (names.TAG_CASE, names.TAG_VENDOR, names.TAG_ACCELERATOR, names.TAG_TOPOLOGY, names.TAG_PRECISION,
-               names.TAG_FIX_HP, names.TAG_SOURCE, names.TAG_MODE)
-COLUMN_METRICS = (names.P_CORE, names.P_TRAIN, names.P_WHOLE, names.E2E_TIME, names.MAP, names.MAP_SEGM, names.MEM)
-CHART_METRICS = (names.P_CORE, names.MAP, names.MEM)
+               names.TAG_FIX_HP, names.TAG_SOURCE, names.TAG_PAGE_VERSION, names.TAG_MODE)
+# mem_smi is the device tool's reading, what the published pages print; mem is the allocator's peak (measured only).
+COLUMN_METRICS = (names.P_CORE, names.P_TRAIN, names.P_WHOLE, names.E2E_TIME, names.MAP, names.MAP_SEGM,
+                  names.MEM_SMI, names.MEM)
+CHART_METRICS = (names.P_CORE, names.MAP, names.MEM_SMI)
 # Groups are accelerators as the suite names them (one per vendor config, whatever model string the device reports:
 # the published pages spell one C500 two ways), split further by what a view's filter leaves open, so that a group's
 # average (what its chart bars show) never mixes cases, topologies, or published with measured numbers.
 ACCELERATOR = names.TAG_VENDOR
+# Benchmark rows of the newest page versions and every measured run (older page versions are tagged superseded).
+CURRENT_ROWS = f"tags.`{names.TAG_SUPERSEDED}` = 'false'"
+
+
+def current_rows(search_filter: str) -> str:
+    """`search_filter` narrowed to CURRENT_ROWS (runs recorded before the tag existed lack it, so they drop out)."""
+    return f"{search_filter} and {CURRENT_ROWS}" if search_filter else CURRENT_ROWS
 
 
 def _column(kind: str, name: str) -> str:
@@ -102,14 +111,15 @@ class SavedView:
         return runs_path(experiment_id, **parameters)
 
 
-EVERY_RUN = SavedView("accelbench: every benchmark row, grouped by accelerator")
+EVERY_RUN = SavedView("accelbench: every benchmark row, grouped by accelerator", CURRENT_ROWS)
 
 
 def case_view(case: str) -> SavedView:
     """Every row of one case, one group (one bar in the charts) per accelerator, topology and source."""
     from suite.tracking.client import tag_clause
 
-    return SavedView(f"accelbench: {case} per accelerator and topology", tag_clause(names.TAG_CASE, case),
+    return SavedView(f"accelbench: {case} per accelerator and topology",
+                     current_rows(tag_clause(names.TAG_CASE, case)),
                      (ACCELERATOR, names.TAG_TOPOLOGY, names.TAG_SOURCE))
 
 

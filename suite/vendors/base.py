@@ -12,6 +12,8 @@ import torch
 from suite.errors import ConfigError
 from suite.precision import REFERENCE_PRECISIONS, profile
 
+NOT_APPLICABLE = "n/a"  # a math flag this stack does not have
+
 
 class VendorAdapter(ABC):
     """What the trainer needs from an accelerator stack. Subclasses import vendor-only modules lazily."""
@@ -21,6 +23,9 @@ class VendorAdapter(ABC):
     supported_precisions: ClassVar[tuple[str, ...]] = REFERENCE_PRECISIONS
     fused_optimizer: ClassVar[bool] = False  # torch's fused optimizer kernels exist for this device type
     counts_devices: ClassVar[bool] = True  # False: processes, not devices, bound a topology (the CPU)
+    # Variables only the precision label may set (accelerator.env may not contradict it): besides those
+    # `precision_env` returns, the ones a label sets on some precisions and must stay unset on the others.
+    precision_variables: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def check_available(self) -> None:
@@ -56,6 +61,13 @@ class VendorAdapter(ABC):
     @abstractmethod
     def set_math_flags(self, precision: str) -> dict[str, str]:
         """Apply the math switches a precision implies and return the flags actually in effect."""
+
+    def set_cudnn_flags(self, benchmark: bool, deterministic: bool) -> dict[str, str]:
+        """Apply cuDNN's algorithm choice (`train.cudnn_*`) where the stack has cuDNN; return the flags in effect.
+
+        A stack without cuDNN reports them as not applicable: the config's values did not run there.
+        """
+        return {"cudnn_benchmark": NOT_APPLICABLE, "cudnn_deterministic": NOT_APPLICABLE}
 
     @contextlib.contextmanager
     def autocast(self, device: torch.device, precision: str) -> Iterator[None]:

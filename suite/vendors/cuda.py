@@ -64,16 +64,20 @@ class CudaAdapter(VendorAdapter):
         tf32 = profile(precision).tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
-        # Detection models change input shapes every step; autotuning would re-run on each new shape.
-        torch.backends.cudnn.benchmark = False
         flags = {
             "matmul_tf32": str(torch.backends.cuda.matmul.allow_tf32).lower(),
             "cudnn_tf32": str(torch.backends.cudnn.allow_tf32).lower(),
-            "cudnn_benchmark": str(torch.backends.cudnn.benchmark).lower(),
             "autocast": profile(precision).autocast_label,
         }
         flags.update({name: os.environ.get(name, "unset") for name in self.precision_env(precision)})
         return flags
+
+    def set_cudnn_flags(self, benchmark: bool, deterministic: bool) -> dict[str, str]:
+        # The publisher's harness sets both on NVIDIA and MetaX (its vendors' helpers); the case's config says which.
+        torch.backends.cudnn.benchmark = benchmark
+        torch.backends.cudnn.deterministic = deterministic
+        return {"cudnn_benchmark": str(torch.backends.cudnn.benchmark).lower(),
+                "cudnn_deterministic": str(torch.backends.cudnn.deterministic).lower()}
 
     def reset_peak_memory(self, device: torch.device) -> None:
         self.cuda.reset_peak_memory_stats(device)

@@ -5,25 +5,35 @@ Two generations are public:
                  `torch_xmlir.xpu.xpu_synchronize()`, `torch_xmlir.xpu.manual_seed_all(seed)`; no public code
                  reads device memory through it, so memory comes from the device tool
     torch.cuda   XPyTorch (P800 and later), which registers the XPU as a CUDA device
-The path taken is recorded as the `math.kunlunxin_api` tag. A function the stack lacks is a one-line error before
-any run exists, naming it. Telemetry comes from `xpu-smi -m`, else the `xpu_smi` table (read by header), else the
-fields FlagPerf's published R300 recipe reads off it (suite.vendors.smi).
+The path taken is recorded as the `math.kunlunxin_api` tag.
+
+What "fp32" means on XPU is decided by environment variables, not torch switches: `XDNN_CONV_GEMM_DTYPE=int16` runs
+the convolutions' GEMMs in int16 (the published R300 Mask R-CNN rows), so the adapter sets it from the precision
+label `fp32_conv_int16` and refuses it under `fp32`; `XMLIR_D_FORCE_FALLBACK_STR` runs the named ops on the host
+CPU (the published R300 RetinaNet rows), recorded as `math.cpu_fallback_ops`.
+
+A function the stack lacks is a one-line error before any run exists, naming it. Telemetry comes from `xpu-smi -m`,
+else the `xpu_smi` table (read by header), else the fields FlagPerf's published R300 recipe reads off it
+(suite.vendors.smi).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 from typing import Any, ClassVar
 
 import torch
 
-from suite.errors import VendorUnavailableError
+from suite.errors import RunError, VendorUnavailableError
 from suite.names import GIB
 from suite.vendors.base import VendorAdapter
 from suite.vendors.probes import ToolCommand, ToolProbe, physical_index
 from suite.vendors.smi import R300_PIPELINE, read_flagperf_r300_fields, read_table, read_xpu_smi_machine
 
+CONV_GEMM_DTYPE_ENV = "XDNN_CONV_GEMM_DTYPE"  # int16: convolution GEMMs in int16 (fp32_conv_int16)
+FALLBACK_ENV = "XMLIR_D_FORCE_FALLBACK_STR"  # comma-separated aten ops run on the host CPU
 XMLIR_MODULE = "torch_xmlir"
 API_XMLIR = "torch_xmlir"
 API_CUDA = "torch.cuda"
@@ -48,8 +58,9 @@ def _has(module: Any, dotted: str) -> bool:
 class KunlunxinAdapter(VendorAdapter):
     name: ClassVar[str] = "kunlunxin"
     visible_devices_var: ClassVar[str | None] = "XPU_VISIBLE_DEVICES"
-    # The published R300 runs are fp32 only; no autocast path for XPU is known to this suite.
-    supported_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    # The published R300 runs are fp32, some with int16 convolution GEMMs; no autocast path for XPU is known here.
+    supported_precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp32_conv_int16")
+    precision_variables: ClassVar[tuple[str, ...]] = (CONV_GEMM_DTYPE_ENV,)
 
     def __init__(self, cuda_module: Any | None = None) -> None:
         # Tests pass a stand-in for torch.cuda (the XPyTorch path); torch_xmlir is imported from sys.path.
@@ -118,10 +129,24 @@ class KunlunxinAdapter(VendorAdapter):
         torch.manual_seed(seed)
         (self.cuda if self.api == API_CUDA else self.xmlir.xpu).manual_seed_all(seed)
 
+    def precision_env(self, precision: str) -> dict[str, str]:
+        return {CONV_GEMM_DTYPE_ENV: "int16"} if precision == "fp32_conv_int16" else {}
+
     def set_math_flags(self, precision: str) -> dict[str, str]:
-        # What "fp32" means on XPU is decided by env vars (XDNN_CONV_GEMM_DTYPE, XACC_ARGS), recorded with the
-        # run's accelerator.env; there are no torch switches to set.
-        return {"autocast": "off", "kunlunxin_api": self.api}
+        # No torch switches to set: the variables are in place before the runtime starts (checks.run_environment).
+        # One inherited from the shell could still contradict the label, which must say what math ran.
+        dtype = os.environ.get(CONV_GEMM_DTYPE_ENV)
+        wanted = self.precision_env(precision).get(CONV_GEMM_DTYPE_ENV)
+        if (dtype == "int16") != (wanted == "int16"):
+            raise RunError(f"{CONV_GEMM_DTYPE_ENV} is {dtype!r} in this process, but precision {precision} "
+                           f"{'needs int16' if wanted else 'is fp32 convolution math'}")
+        flags = {"autocast": "off", "kunlunxin_api": self.api}
+        if dtype is not None:
+            flags[CONV_GEMM_DTYPE_ENV] = dtype
+        fallback = os.environ.get(FALLBACK_ENV)
+        if fallback:
+            flags["cpu_fallback_ops"] = fallback
+        return flags
 
     def reset_peak_memory(self, device: torch.device) -> None:
         module = self.cuda if self.api == API_CUDA else self.xmlir.xpu
