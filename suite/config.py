@@ -250,11 +250,13 @@ class BenchConfig(Strict):
         """`data.eval_bs: null` (the default) is the training batch, as every publisher config sets it."""
         if not isinstance(data, Mapping):
             return data
-        section = data.get("data")
-        hp = data.get("hp")
+        section, hp = data.get("data"), data.get("hp")
+        if isinstance(section, BaseModel):  # built in code rather than read from layers
+            section = section.model_dump()
+        bs = hp.get("bs") if isinstance(hp, Mapping) else getattr(hp, "bs", None)
         if (section is None or isinstance(section, Mapping)) and (section or {}).get("eval_bs") is None \
-                and isinstance(hp, Mapping) and "bs" in hp:
-            return {**data, "data": {**(section or {}), "eval_bs": hp["bs"]}}
+                and bs is not None:
+            return {**data, "data": {**(section or {}), "eval_bs": bs}}
         return data
 
     @property

@@ -307,7 +307,8 @@ class _Doctor:
             case = registry.case_class(self.config.case)(self.config)
             path = case.weights_file
             if path is None:
-                self.add("weights", WARN, "no weights file configured: random init (recorded as such)",
+                self.add("weights", WARN, "no weights file configured: the reference graph with random values "
+                         "(its speed and memory stand for the published runs', its mAP does not)",
                          "point the case's weights setting (model.backbone_weights) at a local file for the "
                          "reference recipe")
                 return
