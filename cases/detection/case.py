@@ -56,7 +56,7 @@ Batch = tuple[tuple["torch.Tensor", ...], tuple[dict[str, "torch.Tensor"], ...]]
 # Training images whose statistics a random-init frozen backbone takes (cases.detection.models): one no-grad pass,
 # enough for per-channel means and variances, small enough for any device at the full 800-1333 px.
 CALIBRATION_IMAGES = 8
-REFERENCE_SEED = 0  # the values of the model FLOPs are counted on (reference_model)
+REFERENCE_SEED = 0  # the values and calibration images of the model FLOPs are counted on (reference_model)
 
 
 class DetectionCase:
@@ -198,8 +198,10 @@ class DetectionCase:
         import torch
         from torch.random import fork_rng
 
+        # The reference seed also picks the calibration images: the count depends on the graph and data only.
         settings = self.config.model.model_copy(update={"backbone_weights": None})
-        twin = type(self)(self.config.model_copy(update={"model": settings}))
+        hp = self.config.hp.model_copy(update={"seed": REFERENCE_SEED})
+        twin = type(self)(self.config.model_copy(update={"model": settings, "hp": hp}))
         twin.train_set = self.train_set
         with fork_rng(devices=[]):
             torch.manual_seed(REFERENCE_SEED)

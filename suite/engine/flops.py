@@ -3,16 +3,15 @@
     mfu = p_core x training FLOPs per image / (world size x peak dense FLOP/s of one device at the run's precision)
 
 The FLOPs are those of one forward+backward pass over the first `bs` training images at the run's input size, counted
-by `torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions) on a copy of the model, so training itself
-is untouched. Detection models do data-dependent work (proposals, sampled RoIs), so the count is a property of that
-batch; it is cached under ACCELBENCH_CACHE/flops/, keyed by everything that changes it. The peak comes from the
-vendor's `accelerator.peak_tflops` (dense, per device, per precision); where it is unknown there is no MFU, never a
-guess.
+by `torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions) on a model made for the count (the case's
+reference model: the run's graph with values from a fixed seed), so training itself is untouched. Detection models
+do data-dependent work (proposals, sampled RoIs), so the count is a property of that batch; it is cached under
+ACCELBENCH_CACHE/flops/, keyed by everything that changes it. The peak comes from the vendor's
+`accelerator.peak_tflops` (dense, per device, per precision); where it is unknown there is no MFU, never a guess.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -29,16 +28,13 @@ logger = logging.getLogger(__name__)
 
 
 def count_training_flops(model: torch.nn.Module, batch: Any, loss: Callable[[torch.nn.Module, Any], Any]) -> int:
-    """FLOPs of one forward+backward of a copy of `model` on `batch` (the copy keeps BatchNorm statistics and
-    gradients of the real model as they were)."""
-    twin = copy.deepcopy(model)
-    twin.train()
+    """FLOPs of one forward+backward of `model` on `batch`. The model is one made for the count, never the run's:
+    the step leaves gradients (and trainable statistics) on it."""
+    model.train()
     with FlopCounterMode(display=False) as counter:
-        value, _ = loss(twin, batch)
+        value, _ = loss(model, batch)
         value.backward()
-    flops = counter.get_total_flops()
-    del twin
-    return int(flops)
+    return int(counter.get_total_flops())
 
 
 def flops_per_image(key: Mapping[str, Any], images: int, compute: Callable[[], int]) -> tuple[float, bool]:

@@ -125,7 +125,7 @@ def _training_flops(prepared: Any, device: Any) -> float:
     case = prepared.case
     model_settings = {k: v for k, v in config.model_dump()["model"].items() if k != "backbone_weights"}
     key = {"case": config.case, "model": model_settings, "bs": config.hp.bs, "data": str(prepared.data_root),
-           "torch": torch_version, "values": "reference"}
+           "torch": torch_version, "values": "reference model, fixed seed"}
 
     def count() -> int:
         # Counting draws random numbers (flips, RPN sampling): keep the run's random streams as they were, and

@@ -20,7 +20,7 @@ import pandas as pd
 from suite import names
 from suite.config import case_defaults
 from suite.errors import BenchError
-from suite.results.definitions import MODE_DEPENDENT, RUN_START_CLOCK
+from suite.results.definitions import MODE_DEPENDENT, counterpart
 from suite.results.query import _as_list, runs
 from suite.results.scaling import THROUGHPUTS, efficiencies
 from suite.topology import parse_topology
@@ -154,16 +154,14 @@ def _baseline_row(row: pd.Series, candidates: pd.DataFrame) -> pd.Series | None:
     return None  # no baseline, or several equally close ones: leave the ratio blank rather than guess
 
 
-def _host_clock_p_core(row: pd.Series) -> float | None:
-    if row["p_core_timing"] == TIMING[names.SOURCE_PUBLISHED]:
-        return row[names.P_CORE]
-    return row[names.P_CORE_UNSYNCED]
-
-
-def _p_whole_from_run_start(row: pd.Series) -> float | None:
-    if row["p_whole_clock"] == RUN_START_CLOCK:
-        return row[names.P_WHOLE]
-    return row[names.P_WHOLE_WITH_INIT] if row["source"] == names.SOURCE_MEASURED else None
+def _definition(metric: str, row: pd.Series, other: pd.Series) -> str | None:
+    """The column of `row` that holds `metric` on `other`'s definition (a published row's figures are on their own
+    page's definition; a measured row records the others too)."""
+    if row["source"] == names.SOURCE_PUBLISHED:
+        return metric
+    return counterpart(metric, mode=row["mode"], other_mode=other["mode"],
+                       other_published=other["source"] == names.SOURCE_PUBLISHED,
+                       other_p_whole_clock=other["p_whole_clock"])
 
 
 def _figures(metric: str, row: pd.Series, base: pd.Series) -> tuple[Any, Any]:
@@ -171,12 +169,10 @@ def _figures(metric: str, row: pd.Series, base: pd.Series) -> tuple[Any, Any]:
     where the rows do not measure the same thing."""
     if metric in MODE_DEPENDENT and row["mode"] != base["mode"]:
         return None, None
-    if metric == names.P_CORE and row["p_core_timing"] != base["p_core_timing"]:
-        # Compare on one definition: the host clock, which both sides have.
-        return _host_clock_p_core(row), _host_clock_p_core(base)
-    if metric == names.P_WHOLE and RUN_START_CLOCK in (row["p_whole_clock"], base["p_whole_clock"]):
-        return _p_whole_from_run_start(row), _p_whole_from_run_start(base)
-    return row[metric], base[metric]
+    mine, theirs = _definition(metric, row, base), _definition(metric, base, row)
+    if mine is None or theirs is None:
+        return None, None
+    return row[mine], base[theirs]
 
 
 def _attach_ratios(table: pd.DataFrame, baseline: str) -> pd.DataFrame:

@@ -37,7 +37,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from suite import names
-from suite.config import Strict, load_user_yaml, read_text_file, read_yaml_layer
+from suite.config import ResolvedConfig, Strict, load_user_yaml, read_text_file
 from suite.errors import ConfigError, UnknownNameError
 from suite.identity import RowIdentity, number_text
 from suite.redaction import redact_uri
@@ -342,7 +342,9 @@ def _interpret(vendor: str, page: PublishedPage, cells: tuple[str, ...], precisi
                        precision_published=label, fix_hp=fix_hp, hp=hp, metrics=metrics,
                        environment=dict(page.environment), source=page.source, cells=cells, version=page.version,
                        date=page.date, same_as=page.same_as, p_whole_clock=page.p_whole_clock)
-    notes = (*((page.note,) if page.note else ()), *_config_notes(row), *_workload_notes(row))
+    suite_config = _suite_config(row)
+    notes = (*((page.note,) if page.note else ()), *_config_notes(row, suite_config),
+             *_workload_notes(row, suite_config))
     return dataclasses.replace(row, notes=notes)
 
 
@@ -354,33 +356,43 @@ def _case_defaults() -> dict[str, dict[str, float]]:
     return {case: {k: float(case_defaults(case)["hp"][k]) for k in ("bs", "lr")} for case in cases()}
 
 
-def _config_notes(row: PublishedRow) -> tuple[str, ...]:
-    """Where the page's bs/lr differ from the suite's config for that topology (reference.md section 3).
+def _suite_config(row: PublishedRow) -> ResolvedConfig | None:
+    """The suite's config for the row's vendor, case and topology (None where it has none), resolved once for the
+    notes below."""
+    from suite.config import resolve
+    from suite.errors import BenchError
+
+    try:
+        return resolve(row.case, row.vendor, row.topology)
+    except BenchError:
+        return None
+
+
+def _config_notes(row: PublishedRow, resolved: ResolvedConfig | None) -> tuple[str, ...]:
+    """Where the page's bs/lr differ from what the suite's topology file for that row sets (reference.md 3).
 
     Sometimes the page is wrong (the C500 faster_rcnn 1x8 page prints bs=8,lr=0.08 for a bs=2,lr=0.02 run),
     sometimes the vendor published a second setting (the A100's 1x8 bs=16 row); either way a reader comparing
     against a measured run of that config should know.
     """
     path = topology_file(row.vendor, row.case, row.topology)
-    if path is None:
+    if resolved is None or path is None:
         return ()
-    hp = (read_yaml_layer(path, config_source(path)).data or {}).get("hp", {})
-    differing = {k: hp[k] for k in ("bs", "lr") if k in hp and float(hp[k]) != row.hp[k]}
+    source = config_source(path)
+    hp = resolved.config.hp
+    differing = {k: float(getattr(hp, k)) for k in ("bs", "lr")
+                 if resolved.provenance[f"hp.{k}"] == source and float(getattr(hp, k)) != row.hp[k]}
     if not differing:
         return ()
     said = ",".join(f"{k}={number_text(row.hp[k])}" for k in differing)
-    ran = ",".join(f"{k}={number_text(float(v))}" for k, v in differing.items())
+    ran = ",".join(f"{k}={number_text(v)}" for k, v in differing.items())
     page = f"the page's fix_hp '/' (case defaults) means {said}" if row.fix_hp == "/" else f"the page says {said}"
-    return (f"{page}; the suite's config for this topology "
-            f"({config_source(path)}) uses {ran}",)
+    return (f"{page}; the suite's config for this topology ({source}) uses {ran}",)
 
 
-def _workload_notes(row: PublishedRow) -> tuple[str, ...]:
+def _workload_notes(row: PublishedRow, resolved: ResolvedConfig | None) -> tuple[str, ...]:
     """What ran in this row that a reader would not guess from its cells: int16 convolutions behind "fp32", ops on
     the host CPU, a p_whole clock that starts before the dataset is built, a suite config no publisher file backs."""
-    from suite.config import resolve
-    from suite.errors import BenchError
-
     notes = []
     if row.precision == "fp32_conv_int16":
         notes.append(f"the page says {row.precision_published}, but the publisher's config sets "
@@ -388,10 +400,9 @@ def _workload_notes(row: PublishedRow) -> tuple[str, ...]:
     if row.p_whole_clock == "run_start":
         notes.append("this page's p_whole clock starts before the dataset is built and includes the initial "
                      f"evaluation: ratios to it use a measured row's {names.P_WHOLE_WITH_INIT}")
-    try:
-        config = resolve(row.case, row.vendor, row.topology).config
-    except BenchError:
+    if resolved is None:
         return tuple(notes)
+    config = resolved.config
     fallback = config.accelerator.env.get("XMLIR_D_FORCE_FALLBACK_STR")
     if fallback:
         notes.append(f"the publisher's config runs {fallback} on the host CPU (XMLIR_D_FORCE_FALLBACK_STR); the "
