@@ -47,8 +47,10 @@ def generate(path: Path, images: int, annotations: int, *, points: int = 24, cro
         per_image[rng.randrange(images)] += 1
     with path.open("w", encoding="utf-8") as out:
         out.write('{"info": {"description": "data_index benchmark"}, "licenses": [], "images": [')
+        sizes = []
         for i in range(images):
             width, height = rng.choice(((640, 480), (480, 640), (640, 427), (500, 375)))
+            sizes.append([height, width])  # an RLE's size is its image's [height, width]
             out.write(("," if i else "") + json.dumps({"id": i + 1, "file_name": f"{i + 1:012d}.jpg",
                                                          "width": width, "height": height}))
         out.write('], "categories": [' + ",".join(json.dumps({"id": c, "name": f"c{c}", "supercategory": "s"})
@@ -63,7 +65,7 @@ def generate(path: Path, images: int, annotations: int, *, points: int = 24, cro
                                        "area": round(w * h * 0.7, 2), "iscrowd": 0}
                 if rng.random() < crowd:
                     runs = [rng.randint(1, 400) for _ in range(rng.randint(40, 160))]
-                    ann.update(iscrowd=1, segmentation={"size": [480, 640], "counts": runs})
+                    ann.update(iscrowd=1, segmentation={"size": sizes[i], "counts": runs})
                 else:
                     ann["segmentation"] = [[round(v, 2) for _ in range(points)
                                             for v in (x + rng.uniform(0, w), y + rng.uniform(0, h))]]

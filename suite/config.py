@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from suite import registry
+from suite import files, registry
 from suite.errors import ConfigError, UnknownNameError, did_you_mean
 from suite.topology import parse_topology
 
@@ -49,6 +49,7 @@ SET_FLAG = "--set"
 
 
 MAX_YAML_DEPTH = 32  # no config nests deeper than a few levels; bounding it keeps the loader off the stack limit
+MAX_KEY_LENGTH = 200  # the longest dotted config key is under 60 characters; longer is a mistake, said at once
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -76,6 +77,37 @@ class _UserYamlLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth = depth
+
+    def construct_yaml_int(self, node: Any) -> int:
+        # Python refuses to convert an integer of more than 4,300 digits (a ValueError, which PyYAML does not
+        # turn into a YAMLError): no config value is that large.
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"integer of {len(node.value)} characters is too large", node.start_mark) from None
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        # PyYAML keeps the last of two equal keys silently; in a config that hides which value was meant.
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *anchor` merges keys the mapping's own keys may override: not a duplicate
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    line = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    continue
+                here = key_node.start_mark.line + 1
+                if line != here:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {_shown(key)} at line {here} (first at line {line})",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+_UserYamlLoader.add_constructor("tag:yaml.org,2002:int", _UserYamlLoader.construct_yaml_int)
 
 
 def _check_expansion(document: Any) -> None:
@@ -108,18 +140,37 @@ def load_user_yaml(text: str) -> Any:
 
 
 def read_text_file(path: Path, source: str) -> str:
-    """A user's text file as UTF-8, or a ConfigError naming it (unreadable, or not UTF-8)."""
+    """A user's text file as UTF-8, or a ConfigError naming it (unreadable, not a regular file, larger than a
+    config file can be, or not UTF-8)."""
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"not UTF-8 text (byte {e.start})", source=source) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read: {e.strerror}", source=source) from e
+        return files.read_text(path, limit=files.CONFIG_FILE_LIMIT)
+    except files.UnreadableFileError as e:
+        raise ConfigError(str(e), source=source) from None
+
+
+def _is_number_type(annotation: Any) -> bool:
+    """int or float, alone or in a union (`int | None`), and not bool (a bool field takes true/false)."""
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) is Annotated:
+        return _is_number_type(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        return bool not in args and any(_is_number_type(arg) for arg in args)
+    return False
 
 
 class Strict(BaseModel):
     # Infinite or NaN values validate as floats but cannot work as a learning rate, timeout or peak.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, value: Any, info: Any) -> Any:
+        # pydantic's lax mode takes `bs: true` as 1; a boolean where a number belongs is a mistake, not a count
+        if isinstance(value, bool) and _is_number_type(cls.model_fields[info.field_name].annotation):
+            raise ValueError("expected a number, got a boolean")
+        return value
 
 
 class HyperParams(Strict):
@@ -196,6 +247,9 @@ class AcceleratorSettings(Strict):
         for name, text in value.items():
             if not ENV_NAME.match(name):
                 raise ValueError(f"{name!r} is not an environment variable name (letters, digits, _)")
+            if len(name) > MAX_KEY_LENGTH:  # it becomes the param key accelerator.env.<name>: MLflow takes 250
+                raise ValueError(f"{name[:40]!r}... is {len(name)} characters long; MLflow takes parameter names "
+                                 f"of at most 250, so at most {MAX_KEY_LENGTH} here")
             if "\0" in text:
                 raise ValueError(f"the value of {name} holds a NUL character")
         return value
@@ -220,8 +274,11 @@ class EvalSettings(Strict):
         "stats, much faster; optional extra fast-eval)")
 
 
+MAX_EXPERIMENT_NAME_LENGTH = 500  # MLflow's own limit (mlflow.utils.validation); a longer name fails at run start
+
+
 class TrackingSettings(Strict):
-    experiment: str = "accelbench"
+    experiment: str = Field("accelbench", min_length=1, max_length=MAX_EXPERIMENT_NAME_LENGTH)
     log_every: int = Field(10, gt=0, le=MAX_COUNT, description="steps between per-step metric records")
     telemetry_interval_s: float = Field(1.0, gt=0, le=3600,
                                         description="device telemetry sampling period (NVML, ...)")
@@ -354,8 +411,11 @@ def parse_set_flags(assignments: Sequence[str], schema: type[BaseModel] | None =
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")
         key = key.strip()
+        if len(key) > MAX_KEY_LENGTH:  # before anything compares it with the valid keys
+            raise ConfigError(f"key {_shown(key)} is {len(key)} characters long; no config key is longer than "
+                              f"{MAX_KEY_LENGTH}", source=SET_FLAG)
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"expected key.path=value, got {assignment!r}", source=SET_FLAG)
+            raise ConfigError(f"expected key.path=value, got {_shown(assignment)}", source=SET_FLAG)
         try:
             value = load_user_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as e:
@@ -390,6 +450,9 @@ def _check_keys(data: Mapping[str, Any], model: type[BaseModel], prefix: str, so
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
+            if len(dotted) > MAX_KEY_LENGTH:
+                raise ConfigError(f"unknown key {_shown(dotted)}, {len(dotted)} characters long; valid keys here: "
+                                  f"{', '.join(fields)}", source=source)
             raise ConfigError(f"unknown key{did_you_mean(str(key), fields)}; valid keys here: "
                               f"{', '.join(fields)}", source=source, key=dotted)
         sub = _model_class(fields[key].annotation)

@@ -10,11 +10,13 @@ CliRunner in tests) turns it into one line on stderr and that code, in one place
     └── VendorUnavailableError the vendor's device or software stack is not present on this machine
     RunError                   exit 1: a failure while a run was in progress (the run is marked FAILED)
     └── NonFiniteLossError     the loss became NaN/inf at a given step
+    RecordLostError            exit 4: a run ended, but part of its record reached neither MLflow nor the journal
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -88,6 +90,13 @@ class RunError(_OneLineError):
     prefix = "run failed: "
 
 
+class RecordLostError(_OneLineError):
+    """A run finished, but part of its record reached neither the tracking server nor the spool journal."""
+
+    exit_code = 4
+    prefix = "run not recorded: "
+
+
 class NonFiniteLossError(RunError):
     def __init__(self, step: int, value: float) -> None:
         self.step, self.value = step, value
@@ -100,6 +109,23 @@ def describe(error: BaseException) -> str:
 
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     return redact_text(text)
+
+
+def failure_line(error: BaseException, limit: int = 500) -> str:
+    """A run's failure as one line that says what failed: for an error a DataLoader worker raised, PyTorch's
+    re-raised copy starts "Caught X in DataLoader worker process 0" and holds the worker's traceback, whose last
+    line is the error itself (naming, say, the image file); that line is taken."""
+    text = describe(error)
+    if "Original Traceback" in text:
+        if isinstance(error, _OneLineError):  # it shows its line breaks escaped
+            text = text.replace("\\n", "\n")
+        last = [line.strip() for line in text.splitlines() if line.strip()][-1]
+        return _QUALIFIED.sub(r"\1", last)[:limit]
+    return (text.splitlines() or [""])[0][:limit]
+
+
+# "cases.detection.data.ImageError: ..." (a traceback's last line qualifies the type): the type's own name is kept
+_QUALIFIED = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*: )")
 
 
 def one_line(error: BaseException, limit: int = 300) -> str:

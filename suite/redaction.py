@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
+from collections.abc import Iterable
+from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 # scheme://user:password@ -> scheme://user:***@ (a password may hold anything but '@', '/' and white space)
@@ -36,3 +39,34 @@ class RedactingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return redact_text(super().format(record))
+
+
+class RedactingStream:
+    """A text stream that masks passwords in everything written through it, then passes it on.
+
+    The console script wraps sys.stdout and sys.stderr in it, so a line printed by a library straight to the
+    stream (MLflow's "View run ... at: http://user:password@host/..." is one) loses its password too. Each write
+    is masked on its own: the libraries that print a URI write it in one call.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact_text(text))
+        return len(text)  # what the caller handed over, as TextIO.write promises
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding, buffer...: the wrapped stream's
+        return getattr(self._stream, name)
+
+
+def redact_console() -> None:
+    """Mask passwords in everything this process prints on stdout and stderr, whoever prints it."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream))

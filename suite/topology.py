@@ -26,9 +26,15 @@ def is_topology(text: str) -> bool:
     return bool(PATTERN.match(text))
 
 
+MAX_COUNT_DIGITS = 6  # a million nodes or devices per node is beyond any cluster; more digits is a typo
+
+
 def parse_topology(text: str) -> Topology:
     match = PATTERN.match(text)
     if not match:
-        raise ConfigError(f"topology must look like NxM (nodes x devices per node), e.g. 1x8; got {text!r}",
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise ConfigError(f"topology must look like NxM (nodes x devices per node), e.g. 1x8; got {shown!r}",
                           key="topology")
+    if any(len(group) > MAX_COUNT_DIGITS for group in match.groups()):
+        raise ConfigError(f"more than {MAX_COUNT_DIGITS} digits in a count of {text[:20]}...", key="topology")
     return Topology(int(match.group(1)), int(match.group(2)))

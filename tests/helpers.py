@@ -222,6 +222,9 @@ class FlakyProxy:
         self.upstream = upstream
         self.refuse: str | None = None  # a substring of the request paths to refuse with HTTP 400
         self.refused = 0
+        self.hold: str | None = None  # a substring of the request paths to hold unanswered until `released`
+        self.held = 0
+        self.released = threading.Event()  # held requests are then dropped, never forwarded
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -231,6 +234,10 @@ class FlakyProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if proxy.hold is not None and proxy.hold in self.path:
+                    proxy.held += 1
+                    proxy.released.wait(300)
+                    return
                 if proxy.refuse is not None and proxy.refuse in self.path:
                     proxy.refused += 1
                     payload = b'{"error_code": "BAD_REQUEST", "message": "refused by the test proxy"}'

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,74 @@ def test_the_evaluator_alone_holds_a_coco_object(tmp_path: Path) -> None:
     assert ground_truth is val.ground_truth() and sorted(ground_truth.imgs) == val.ids
     assert pickle.loads(pickle.dumps(val))._ground_truth is None  # workers never receive it
     assert open_index(root / "annotations" / "instances_val2017.json").folder == val.index.folder
+
+
+def _damage_bbox_truncated(folder: Path) -> None:
+    (folder / "bbox.npy").write_bytes(b"")  # truncate -s 0: numpy's EOFError once became "interrupted by SIGINT"
+
+
+def _damage_offsets_deleted(folder: Path) -> None:
+    (folder / "ann_offsets.npy").unlink()  # was a KeyError traceback
+
+
+def _damage_fewer_image_rows(folder: Path) -> None:
+    ids = np.load(folder / "image_id.npy")
+    np.save(folder / "image_id.npy", ids[:-1])  # was a ValueError traceback
+
+
+def _damage_changed_labels(folder: Path) -> None:
+    labels = np.load(folder / "category_id.npy")
+    np.save(folder / "category_id.npy", (labels % 90) + 1)  # same shape and dtype: was used silently
+
+
+@pytest.mark.parametrize("damage", [_damage_bbox_truncated, _damage_offsets_deleted, _damage_fewer_image_rows,
+                                    _damage_changed_labels], ids=["truncated", "deleted", "short", "changed"])
+def test_a_damaged_index_is_rebuilt_with_one_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture, damage: Any) -> None:
+    monkeypatch.setenv("ACCELBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(annotation_index, "_warned_damaged", set())
+    root = tmp_path / "shapes"
+    assert invoke("make-data", "--out", str(root), "--train", "4", "--val", "2", "--size", "64x64").exit_code == 0
+    first = CocoDetection(root, "train", with_masks=False)
+    expected = {name: np.array(array) for name, array in first.index.arrays.items()}
+    damage(first.index.folder)
+    caplog.set_level(logging.WARNING, logger="cases.detection.annotation_index")
+    again = CocoDetection(root, "train", with_masks=False)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "is damaged" in warnings[0] and "building it again" in warnings[0], warnings
+    assert again.index.folder == first.index.folder and isinstance(again.index.arrays["bbox"], np.memmap)
+    assert all(np.array_equal(again.index.arrays[name], expected[name]) for name in expected)
+
+
+def test_a_truncated_index_file_is_a_warning_for_the_cli_never_an_interrupt(tmp_path: Path) -> None:
+    from tests.helpers import LIGHT, run_cli
+
+    cache = {"ACCELBENCH_CACHE": str(tmp_path / "cache")}
+    root = tmp_path / "shapes"
+    assert invoke("make-data", "--out", str(root), "--train", "4", "--val", "2", "--size", "64x64").exit_code == 0
+    args = ["doctor", "--vendor", "cpu", "--case", "faster_rcnn", "--data-root", str(root)]
+    assert run_cli(*args, env=cache).returncode == 0
+    for bbox in (tmp_path / "cache" / "annotation-index").glob("*/bbox.npy"):
+        bbox.write_bytes(b"")
+    done = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--data-root", str(root), *LIGHT, env=cache)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "interrupted" not in done.stderr and "is damaged" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_staging_folder_left_by_a_killed_builder_is_removed(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCELBENCH_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "shapes"
+    assert invoke("make-data", "--out", str(root), "--train", "4", "--val", "2", "--size", "64x64").exit_code == 0
+    index_root = tmp_path / "cache" / "annotation-index"
+    index_root.mkdir(parents=True)
+    dead = multiprocessing.get_context("spawn").Process(target=int)
+    dead.start()
+    dead.join()
+    leftover = index_root / f"0123abcd-10-20-v{annotation_index.FORMAT}.{dead.pid}.x1y2"
+    (leftover).mkdir()
+    (leftover / "bbox.npy").write_bytes(b"half")
+    live = index_root / f"4567abcd-10-20-v{annotation_index.FORMAT}.{os.getpid()}.z3"
+    live.mkdir()  # a builder still at work (this process) keeps its folder
+    CocoDetection(root, "train", with_masks=False)
+    assert not leftover.exists() and live.is_dir()

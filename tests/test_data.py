@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -141,15 +143,41 @@ def test_grouped_batches_share_aspect_ratio_group() -> None:
     (lambda d: d["annotations"][0].update(category_id=12), "unknown category_id 12"),
     (lambda d: d["annotations"][0].update(image_id=-1), "image_id -1 is not in 'images'"),
     (lambda d: d["images"][0].pop("file_name"), "images[0] needs id, file_name, width and height"),
-], ids=["no-images", "empty-images", "negative-box", "unknown-category", "unknown-image", "image-fields"])
+    (lambda d: d["annotations"][1].update(id=d["annotations"][0]["id"]), r"annotations\[1\]: id must be a unique "
+     r"integer, got \d+ \(an earlier annotation has it\)"),
+    (lambda d: _first_rle(d).update(size=[60000, 60000]), r"RLE size \[60000, 60000\] is not its image's"),
+], ids=["no-images", "empty-images", "negative-box", "unknown-category", "unknown-image", "image-fields",
+        "duplicate-annotation-id", "rle-size"])
 @pytest.mark.parametrize("reader", [load_coco, open_index], ids=["evaluator", "shared-index"])
 def test_malformed_annotations_are_data_errors(tmp_path: Path, mutate, message: str, reader) -> None:
     document = json.loads((COCO_FIXTURE / "instances_val2014_100.json").read_text())
     mutate(document)
     path = tmp_path / "instances_train2017.json"
     path.write_text(json.dumps(document))
-    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    literal = not message.startswith(("annotations", "RLE"))  # the last two are patterns already
+    pattern = message.replace("[", r"\[").replace("]", r"\]") if literal else message
+    with pytest.raises(DataError, match=pattern):
         reader(path)
+
+
+def _first_rle(document: dict) -> dict:
+    return next(a["segmentation"] for a in document["annotations"] if isinstance(a.get("segmentation"), dict))
+
+
+def test_validation_boxes_outside_the_models_classes_are_refused_as_trainings_are(shapes_root: Path,
+                                                                                 tmp_path: Path) -> None:
+    from suite.config import resolve
+    from suite.launch.checks import prepare
+
+    root = tmp_path / "root"
+    shutil.copytree(shapes_root, root)
+    val = root / "annotations" / "instances_val2017.json"
+    document = json.loads(val.read_text())
+    document["categories"].append({"id": 95, "name": "beyond", "supercategory": "none"})
+    document["annotations"][0]["category_id"] = 95
+    val.write_text(json.dumps(document))
+    with pytest.raises(DataError, match=r"instances_val2017.json: category ids \[95\] are outside the model's 91"):
+        prepare(resolve("faster_rcnn", "cpu", "1x1", ["data.workers=0"]), data_root=root)
 
 
 @pytest.mark.parametrize("reader", [load_coco, open_index], ids=["evaluator", "shared-index"])
@@ -188,3 +216,67 @@ def test_training_images_are_kept_by_the_publishers_rule(tmp_path: Path) -> None
     row = dataset.ids.index(crowd_only)
     target = dataset.convert_target(int(dataset.rows[row]), 480, 640)
     assert len(target["boxes"]) == 0 and len(target["labels"]) == 0  # crowd regions are never targets
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A JPEG whose header says width x height (its data is a 16x16 image's): a decoder would allocate for the
+    header's size."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")  # start of frame: length (2), precision (1), height (2), width (2)
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def _probe(root: Path, split: str, change: str) -> None:
+    """One of the probes that got past the checks: an image file or name that is not what the annotation says."""
+    annotation_file = root / "annotations" / f"instances_{split}2017.json"
+    document = json.loads(annotation_file.read_text())
+    first = document["images"][0]
+    image = root / f"{split}2017" / first["file_name"]
+    if change == "parent-path":
+        first["file_name"] = f"../{split}2017/{first['file_name']}"
+    elif change == "absolute-path":
+        first["file_name"] = "/etc/hostname"
+    elif change == "symlink-out":
+        (root / f"{split}2017" / "out.jpg").symlink_to(root / "annotations" / annotation_file.name)
+        first["file_name"] = "out.jpg"
+    elif change == "zero-bytes":
+        image.write_bytes(b"")
+    elif change == "text":
+        image.write_text("not an image at all\n")
+    elif change == "huge-header":
+        image.write_bytes(_jpeg_declaring(60000, 60000))
+    elif change == "huge-annotation":
+        first["width"] = first["height"] = 60000
+    elif change == "wrong-size":
+        image.write_bytes(_jpeg_declaring(first["width"] + 1, first["height"]))
+    annotation_file.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("parent-path", "must name a file inside the split's image folder (no absolute path, no '..')"),
+    ("absolute-path", "file_name '/etc/hostname' must name a file inside the split's image folder"),
+    ("symlink-out", "image 'out.jpg' resolves outside"),
+    ("zero-bytes", "{name}: not a readable image (UnidentifiedImageError"),
+    ("text", "{name}: not a readable image (UnidentifiedImageError"),
+    ("huge-header", "{name}: not a readable image (DecompressionBombError"),
+    ("huge-annotation", "60000x60000 is more than the 100,000,000 pixels an image may have"),
+    ("wrong-size", "{name}: the image is 161x120, its annotation in instances_val2017.json says 160x120"),
+])
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_images_that_are_not_what_their_annotation_says_are_refused_before_the_run(
+        shapes_root: Path, tmp_path: Path, change: str, message: str, split: str) -> None:
+    from suite.config import resolve
+    from suite.launch.checks import prepare
+
+    root = tmp_path / "root"
+    shutil.copytree(shapes_root, root)
+    _probe(root, split, change)
+    document = json.loads((root / "annotations" / f"instances_{split}2017.json").read_text())
+    expected = message.replace("val2017", f"{split}2017").replace("{name}", document["images"][0]["file_name"])
+    with pytest.raises(DataError, match=re.escape(expected)):
+        prepare(resolve("faster_rcnn", "cpu", "1x1", ["data.workers=0"]), data_root=root)

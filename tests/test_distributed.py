@@ -17,6 +17,7 @@ from cases.detection.data import load_coco
 from cases.detection.evaluator import CocoEvaluator
 from cases.detection.synthetic import SyntheticSpec, ensure_dataset
 from suite import names
+from suite.results.scaling import efficiencies, implausible
 from tests.helpers import LIGHT, REPO, free_port, invoke, search_runs
 
 KILL_TIMEOUT_S = 60
@@ -167,4 +168,9 @@ def test_matrix_runs_rounds_under_one_parent_with_scaling(tracking_uri: str) -> 
               for t in ("1x1", "1x2")}
     expected = (sum(p_core["1x2"]) / 2) / (2 * sum(p_core["1x1"]) / 2)  # medians of two rounds are their means
     assert parent.data.metrics["faster_rcnn.scaling_1x2.p_core"] == pytest.approx(expected)
+    # what makes a figure implausible is said on the parent and beside the figure (often, on 2 loaded cores)
+    flags = implausible(p_core, efficiencies(p_core)).get("1x2")
+    tag = parent.data.tags[names.TAG_IMPLAUSIBLE]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("faster_rcnn.scaling_1x2.p_core:"))
+    assert (flags is None) == (tag == "none" or "scaling_1x2.p_core:" not in tag) == ("IMPLAUSIBLE" not in line)
     assert parent.info.status == "FINISHED"

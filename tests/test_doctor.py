@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import STANDINS, invoke, search_runs, tool_on_path
+from tests.helpers import SMI, STANDINS, invoke, search_runs, tool_on_path
 
 CHECKS = ["python", "torch", "torchvision", "stack", "devices", "precision", "backend", "compute", "memory",
           "telemetry", "data", "weights", "tracking", "spool", "mfu"]
@@ -83,3 +83,31 @@ def test_doctor_for_kunlunxin_on_the_r300_stand_in(tmp_path: Path, monkeypatch: 
     # the stand-in registers no xccl backend, as a real torch_xmlir would: the doctor says so
     assert statuses["backend"] == "FAIL" and "XCCL" in _line(result.stdout, "backend").upper()
     assert result.exit_code == 1
+
+
+@pytest.mark.parametrize("vendor", ["nvidia_h100", "nvidia_a100", "metax_c500", "kunlunxin_r300"])
+def test_doctor_without_the_vendors_driver_warns_about_telemetry_in_one_line(vendor: str) -> None:
+    """This machine has no NVIDIA driver (nor MetaX, nor Kunlunxin): telemetry is a WARN with its reason, the
+    same for every vendor, never a FAIL carrying a raw exception."""
+    import torch
+
+    if vendor.startswith("nvidia") and torch.cuda.is_available():
+        pytest.skip("this machine has an NVIDIA driver")
+    result = invoke("doctor", "--vendor", vendor)
+    line = _line(result.stdout, "telemetry")
+    assert _statuses(result.stdout)["telemetry"] == "WARN", line
+    assert "runs will have no mem_smi, power or utilisation" in line and "Traceback" not in result.stdout
+    if vendor.startswith("nvidia"):
+        assert "(torch sees no CUDA device: Found no NVIDIA driver on your system)" in line
+
+
+def test_doctor_reads_an_mx_smi_table_without_the_header_rule(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """mx-smi 2.2.6 as its public documentation shows it has no `|====|` line: the doctor found no telemetry."""
+    recorded = (SMI / "mx-smi_2.2.9_C500_x8.txt").read_text()
+    bare = "\n".join(line for line in recorded.splitlines() if not line.strip().startswith("|="))
+    monkeypatch.setenv("PATH", tool_on_path(tmp_path / "bin", "mx-smi", text=bare)["PATH"])
+    result = invoke("doctor", "--vendor", "metax_c500")
+    telemetry = _line(result.stdout, "telemetry")
+    assert _statuses(result.stdout)["telemetry"] == "OK", telemetry
+    assert "of 64.0 GiB, power 57.0 W, temperature 35.0 C" in telemetry

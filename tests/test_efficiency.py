@@ -79,7 +79,7 @@ def test_check_passes_a_repeat_and_fails_against_a_faster_baseline(tracking_uri:
     repeat = record_run(**common, metrics=measured, config_hash="aaaaaaaaaaaa")
     same = invoke("check", candidate, "--against", repeat)
     assert same.exit_code == 0, same.stdout + same.stderr
-    assert "(1 run(s))" in same.stdout and "REGRESSION" not in same.stdout
+    assert "1 run(s) pooled" in same.stdout and "REGRESSION" not in same.stdout
 
     faster = record_run(**common, metrics={k: v * 1.2 for k, v in measured.items() if k.startswith("p_")})
     slower = invoke("check", candidate, "--against", faster)

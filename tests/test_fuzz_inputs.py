@@ -23,6 +23,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from suite.config import flatten, resolve
 from suite.engine.compliance import check_log
@@ -53,8 +54,8 @@ def warm(tmp_path: Path) -> None:
     root = tmp_path / "warm"
     for split in ("train2017", "val2017"):
         (root / split).mkdir(parents=True)
-        for name in ("1.jpg", "2.jpg"):
-            (root / split / name).write_bytes(b"jpeg")
+        for image in _valid_document()["images"]:  # real JPEGs of the annotated size: their headers are checked
+            Image.new("RGB", (image["width"], image["height"])).save(root / split / image["file_name"], "JPEG")
     (root / "annotations").mkdir()
     for split in ("train", "val"):
         (root / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(_valid_document()))

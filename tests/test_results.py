@@ -190,7 +190,7 @@ def test_compare_rejects_bad_names_and_empty_selections(tmp_path: Path) -> None:
     for args, message in ((["--case", "yolo"], "unknown case 'yolo'"),
                           (["--baseline", "nvidia_a10"], "unknown vendor 'nvidia_a10' (did you mean"),
                           (["--case", "retinanet"],
-                           "no finished runs match case=retinanet in experiment 'accelbench'")):
+                           "no finished runs match case=retinanet in any experiment")):
         result = invoke("compare", *args, "--out", str(tmp_path / "out"))
         assert result.exit_code == 2, result.stderr
         assert message in result.stderr and result.stderr.count("\n") == 1
@@ -231,3 +231,39 @@ def test_convergence_rows_say_whether_they_reached_their_targets(store: str) -> 
     # every published row trained whole epochs: a row without an mAP cannot say, rather than "missed"
     assert set(table[table["source"] == "published"]["mode"]) == {"convergence"}
     assert table[(table["topology"] == "1x1") & (table["source"] == "published")]["target_met"].isna().all()
+
+
+def test_implausible_scaling_and_ratios_within_noise_are_flagged(store: str, tmp_path: Path) -> None:
+    """The probe: a CPU matrix printed retinanet scaling_1x2 p_core 2.651 over 1x1 repeats from 0.24 to 0.70."""
+    for round_index, p_core in enumerate((0.24, 0.47, 0.70)):
+        record_run(vendor="nvidia_h100", topology="1x1", case="retinanet", round_index=round_index,
+                   metrics={"p_core": p_core, "p_core_unsynced": p_core * 100})
+    record_run(vendor="nvidia_h100", topology="1x2", case="retinanet", metrics={"p_core": 2.5})
+    comparison = results.compare(case="retinanet")
+    table = comparison.table
+    h100 = table[table["vendor"] == "nvidia_h100"].set_index("topology")
+    # 2.5 / (2 x 0.47); the 98% spread of the 1x1 repeats is smaller than the 166% it reports
+    assert h100.loc["1x2", "implausible"] == "p_core scaling 2.66 is above 1.05: more than linear is implausible"
+    # 1x1 against the A100's published 1x1: a ratio whose difference is smaller than this row's own spread
+    ratio = h100.loc["1x1", "p_core_vs_baseline"]
+    assert abs(ratio - 1) < 0.98 and "this row's repeats spread 98%, more than the" in h100.loc["1x1", "implausible"]
+    result = invoke("compare", "--case", "retinanet", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    assert "note: IMPLAUSIBLE nvidia_h100 1x2" in result.stdout and "IMPLAUSIBLE (see notes)" in result.stdout
+    run_id = result.stdout.strip().splitlines()[-1].split()[-1]
+    recorded = mlflow.MlflowClient().get_run(run_id)
+    assert recorded.data.metrics["implausible_rows"] == 2
+    assert "IMPLAUSIBLE nvidia_h100 1x2" in recorded.data.tags["mlflow.note.content"]
+
+
+def test_scaling_flags_name_the_limit_and_the_noise() -> None:
+    from suite.results.scaling import implausible
+
+    probe = {"1x1": [0.24, 0.47, 0.70], "1x2": [1.2, 1.25]}
+    assert implausible(probe, {"1x2": 2.651}) == {
+        "1x2": ["scaling 2.65 is above 1.05: more than linear is implausible"]}
+    steady = {"1x1": [10.0, 10.1], "1x2": [19.0, 19.2]}
+    assert implausible(steady, {"1x2": 0.95}) == {}  # 5% from linear, repeats within 1%
+    noisy = {"1x1": [8.0, 10.0, 12.0], "1x2": [19.0]}
+    assert implausible(noisy, {"1x2": 0.95}) == {
+        "1x2": ["1x1 repeats spread 40%, more than the 5% difference from linear scaling: within noise"]}

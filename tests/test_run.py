@@ -148,22 +148,36 @@ def test_a_weights_file_changes_what_the_run_records_only_in_its_values(tmp_path
     assert names.MFU in without.data.metrics and names.MFU in with_file.data.metrics
 
 
-def test_failure_during_run_is_recorded_as_failed(tmp_path: Path, tracking_uri: str) -> None:
-    """A corrupt image met mid-training ends the run FAILED, with the reason and what was measured so far."""
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "dataloader-worker"])
+def test_failure_during_run_is_recorded_as_failed(tmp_path: Path, tracking_uri: str, workers: int) -> None:
+    """An image that breaks mid-training (its header is whole, its data cut short, so the checks before the run
+    pass) ends the run FAILED, with a reason naming the file, on the console in one line, and what was measured so
+    far; the traceback is in the run's log file."""
     root = tmp_path / "data"
     assert invoke("make-data", "--out", str(root), "--train", "6", "--val", "2").exit_code == 0
     annotations = json.loads((root / "annotations" / "instances_train2017.json").read_text())
     for image in annotations["images"][1:]:
-        (root / "train2017" / image["file_name"]).write_bytes(b"not a jpeg")
+        path = root / "train2017" / image["file_name"]
+        path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
     result = run_cli("run", "--case", "faster_rcnn", "--vendor", "cpu", "--data-root", str(root), *LIGHT,
-                     "--set", "hp.bs=1", "--set", "train.max_steps=6", "--set", "data.aspect_ratio_group_factor=-1")
-    assert result.returncode == 1
+                     "--set", "hp.bs=1", "--set", "train.max_steps=6", "--set", "data.aspect_ratio_group_factor=-1",
+                     "--set", f"data.workers={workers}")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("accelbench: run failed: ") and "train2017/0000000000" in last, last
+    assert ": cannot decode the image (RuntimeError: decode_jpeg" in last, last
+    assert last.endswith("Image is incomplete or truncated)"), last
     (run,) = search_runs(tracking_uri)
     assert run.info.status == "FAILED"
     assert run.data.tags[names.TAG_STATUS] == "FAILED"
-    assert "RuntimeError" in run.data.tags[names.TAG_FAILURE]
+    failure = run.data.tags[names.TAG_FAILURE]
+    assert failure.startswith("ImageError: ") and "train2017/0000000000" in failure and "\n" not in failure
     assert names.E2E_TIME in run.data.metrics
     assert "events.jsonl" in artifact_paths(tracking_uri, run.info.run_id)
+    log = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="rank0.log",
+                                                   dst_path=str(tmp_path / "log")))
+    assert "Traceback (most recent call last)" in log.read_text()
 
 
 def test_bad_input_creates_no_run(tmp_path: Path, tracking_uri: str) -> None:
@@ -242,6 +256,16 @@ def test_smoke_prints_the_table_of_what_ran_when_a_later_case_is_bad_input(track
     assert len(search_runs(tracking_uri)) == 1  # nothing started
 
 
+def test_smoke_names_each_case_as_it_starts_and_says_what_to_do_next(tracking_uri: str) -> None:
+    result = invoke("smoke", "--cases", "faster_rcnn", *LIGHT, console=True)
+    assert result.exit_code == 0, result.stderr[-3000:]
+    first = result.stderr.strip().splitlines()[0]
+    assert "smoke 1/1: faster_rcnn on cpu, synthetic data" in first, first
+    after_table = result.stdout.split("FINISHED", 1)[1]
+    assert "mAP is 0 here by design" in after_table
+    assert "accelbench ui " in after_table and "accelbench compare " in after_table
+
+
 def _mlflow_created_run(tracking_uri: str, stderr: str):
     (run,) = search_runs(tracking_uri)
     # The run MLflow announced is the one the suite recorded into (attached, not a second run).
@@ -252,12 +276,23 @@ def _mlflow_created_run(tracking_uri: str, stderr: str):
     return run
 
 
-def test_mlproject_smoke_entry_point(tracking_uri: str) -> None:
+def test_mlproject_smoke_entry_point(tracking_uri: str, tmp_path: Path) -> None:
     result = mlflow_project_run("-e", "smoke", "-P", "case=retinanet")
     assert result.returncode == 0, result.stderr[-3000:]
     run = _mlflow_created_run(tracking_uri, result.stderr)
     assert run.data.tags.get("mlflow.project.entryPoint") == "smoke"
     assert run.data.tags[names.TAG_CASE] == "retinanet" and run.data.tags[names.TAG_MODE] == "smoke"
+    # without --experiment-name, mlflow run records into "Default": compare finds it there, and says where from
+    assert mlflow.MlflowClient().get_experiment(run.info.experiment_id).name == "Default"
+    compared = invoke("compare", "--case", "retinanet", "--source", "measured", "--out", str(tmp_path / "out"))
+    assert compared.exit_code == 0, compared.stderr
+    assert "runs compared, by experiment: Default 1" in compared.stdout
+    comparison = mlflow.MlflowClient().get_run(compared.stdout.strip().splitlines()[-1].split()[-1])
+    assert comparison.data.metrics["compared_runs"] == 1
+    assert mlflow.MlflowClient().get_experiment(comparison.info.experiment_id).name == "accelbench"
+    only = invoke("compare", "--case", "retinanet", "--search-experiments", "accelbench", "--no-record",
+                  "--out", str(tmp_path / "only"))
+    assert only.exit_code == 2 and "in experiment(s) accelbench" in only.stderr
 
 
 def test_mlproject_main_entry_point(tracking_uri: str) -> None:
@@ -284,3 +319,29 @@ def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on() -> None:
     env["MLFLOW_DISABLE_TELEMETRY"] = "false"
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=REPO)
     assert result.stdout == "False false", result.stderr  # an explicit choice is the user's to make
+
+
+def test_synthetic_data_with_an_unwritable_cache_is_a_warning_not_a_traceback(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"  # root writes through permissions: a file where the cache would go
+    blocker.write_text("a file where the cache folder would go")
+    done = run_cli(*LIGHT_RUN, env={"ACCELBENCH_CACHE": str(blocker)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert f"synthetic dataset cache {blocker}/synthetic is not writable" in done.stderr
+
+
+def test_an_experiment_name_mlflow_would_refuse_is_refused_before_anything_runs(tracking_uri: str) -> None:
+    """Was: trained, then "the tracking server was unreachable", exit 0, and a sync failing on every retry."""
+    from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH
+
+    from suite.config import MAX_EXPERIMENT_NAME_LENGTH as OURS
+
+    assert OURS == MAX_EXPERIMENT_NAME_LENGTH
+    name = "x" * (MAX_EXPERIMENT_NAME_LENGTH + 100)
+    for args in ([*LIGHT_RUN, "--experiment", name], [*LIGHT_RUN, "--set", f"tracking.experiment={name}"],
+                 ["matrix", "--vendor", "cpu", "--cases", "faster_rcnn", "--synthetic", "--experiment", name],
+                 ["compare", "--experiment", name], ["import-published", "--experiment", name]):
+        result = invoke(*args)
+        assert result.exit_code == 2, (args[0], result.stderr[-2000:])
+        assert result.stderr.count("\n") == 1 and "500" in result.stderr, result.stderr[-500:]
+    assert search_runs(tracking_uri) == []

@@ -93,6 +93,30 @@ def test_flagperf_r300_fields() -> None:
         (43, 99, 28934, 32768, 99), (39, 74, 0, 32768, 0), (46, 114, 23730, 32768, 100), (38, 73, 0, 32768, 0)]
 
 
+def _without_rules(text: str, between_devices: bool) -> str:
+    """mx-smi 2.2.6 as its public documentation shows the table: two header lines and a block of two lines per
+    device, no `|====|` line under the header (and, with `between_devices`, no rule between devices either)."""
+    kept = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|=") or (between_devices and stripped.startswith("+-") and kept
+                                          and kept[-1].strip().startswith("|") and "Memory-Usage" not in kept[-1]
+                                          and not kept[-1].strip().startswith("| MACA")):
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
+@pytest.mark.parametrize("between_devices", [False, True], ids=["no-header-rule", "no-rules-at-all"])
+@pytest.mark.parametrize("recorded", ["mx-smi_2.2.4_C550_x8.txt", "mx-smi_2.2.9_C500_x8.txt"])
+def test_a_table_without_the_header_rule_is_read_by_its_rows_content(recorded: str, between_devices: bool) -> None:
+    text = (SMI / recorded).read_text()
+    bare = _without_rules(text, between_devices)
+    assert "|=" not in bare
+    assert smi.read_table(bare).devices == smi.read_table(text).devices
+    assert len(smi.read_table(bare).devices) == 8
+
+
 @pytest.mark.parametrize("reader", [smi.read_table, smi.read_xpu_smi_machine, smi.read_flagperf_r300_fields])
 @pytest.mark.parametrize("text", ["", "command not found", "|===|\n| 0 | x |\n", "\x00\xff garbage"])
 def test_output_that_does_not_parse_is_one_error(reader, text: str) -> None:
@@ -144,7 +168,7 @@ def test_unreadable_tool_output_is_one_warning_and_no_telemetry(tool_path: Path,
     with caplog.at_level(logging.WARNING, logger="suite.vendors.probes"):
         assert ToolProbe.open([MX_SMI], 0) is None
     (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert "mx-smi: no header separator line" in record.getMessage()
+    assert "mx-smi: the table header names no Memory-Usage column" in record.getMessage()
     # a tool that breaks mid-run: one warning, then empty readings, never an exception
     _tool(tool_path, "mx-smi", "mx-smi_2.2.4_C550_x8.txt")
     probe = ToolProbe.open([MX_SMI], 0)

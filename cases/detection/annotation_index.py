@@ -10,6 +10,13 @@ other process, rank and worker maps the same files: pages are shared, nothing is
 
 A cache that cannot be written (read-only home, full disk) costs speed only: the index is then built in memory,
 with one warning.
+
+The index is valid only as a whole. Its arrays are written to a staging folder (named by the builder's pid) and
+flushed to disk, then `manifest.json` is written last, recording each array's shape, dtype, size and SHA-256, and
+the folder is renamed into place. A reader checks the manifest against every array (a digest check in the process
+that opens the index; shapes and dtypes in every worker that maps it again): anything missing, short or different
+is rebuilt, with one warning, and no error from a damaged cache reaches the user. Staging folders whose builder is
+gone (killed mid-write) are removed by the next builder.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +37,16 @@ from typing import Any
 
 import numpy as np
 
+from suite import files
 from suite.cache import cache_dir
 from suite.errors import DataError
 from suite.progress import Progress
-from suite.tracking.locks import file_lock
+from suite.tracking.locks import LockTimeoutError, file_lock
 from suite.tracking.provenance import sha256_of
 
-FORMAT = 1  # bump when the arrays' layout changes: old caches are then ignored, never misread
+FORMAT = 2  # bump when the arrays' layout changes: old caches are then ignored, never misread
+MANIFEST = "manifest.json"
+STALE_STAGING_S = 24 * 3600  # a staging folder this old is a dead builder's, whatever its pid says
 # How each annotation's segmentation is stored (the `seg_kind` array).
 NO_SEGMENTATION, POLYGONS, RLE_COUNTS, RLE_STRING = 0, 1, 2, 3
 
@@ -44,6 +55,7 @@ REQUIRED_KEYS = ("images", "annotations", "categories")  # the lists every COCO 
 
 logger = logging.getLogger(__name__)
 _warned_unwritable: set[str] = set()
+_warned_damaged: set[str] = set()
 
 
 @contextlib.contextmanager
@@ -66,11 +78,9 @@ def gc_paused() -> Iterator[None]:
 def parse_annotation_file(annotation_file: Path) -> Any:
     """The file's JSON document, or a DataError naming the file and what is wrong with it."""
     try:
-        return json.loads(annotation_file.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DataError(f"{annotation_file}: cannot read annotation file: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        raise DataError(f"{annotation_file}: not UTF-8 text (byte {e.start}), so not a COCO annotation file") from e
+        return json.loads(files.read_text(annotation_file, limit=files.ANNOTATION_FILE_LIMIT))
+    except files.UnreadableFileError as e:
+        raise DataError(f"{annotation_file}: {e}, so not a COCO annotation file") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{annotation_file}: not valid JSON ({e.msg} at line {e.lineno})") from e
     except RecursionError:
@@ -206,17 +216,20 @@ class AnnotationIndex:
         """
         fingerprint = Fingerprint.of(annotation_file)
         folder = cache_dir("annotation-index") / fingerprint.folder_name
-        arrays = _map(folder)
+        arrays = _map(folder, verify=True)
         if arrays is not None:
             logger.debug("%s: mapped the cached annotation index %s", annotation_file, folder)
             return cls(annotation_file, fingerprint, arrays, folder)
         with contextlib.ExitStack() as held:
             try:
                 held.enter_context(file_lock(folder.with_name(folder.name + ".lock")))
+            except LockTimeoutError:
+                raise  # another process is building it, or stopped while building it: the error says which
             except DataError as error:
                 return cls(annotation_file, fingerprint, _build(annotation_file, check), _unwritable(folder, error))
-            arrays = _map(folder)  # another process may have built it while this one waited for the lock
+            arrays = _map(folder, verify=True)  # another process may have built it while this one waited
             if arrays is None:
+                _remove_stale_staging(folder.parent)
                 built = _build(annotation_file, check)
                 try:
                     _write(folder, built)
@@ -282,33 +295,100 @@ def _build(annotation_file: Path, check: Check) -> dict[str, np.ndarray]:
             raise DataError(f"{annotation_file}: a value does not fit the annotation index ({error})") from None
 
 
-def _map(folder: Path | None) -> dict[str, np.ndarray] | None:
-    """The folder's arrays, memory-mapped read-only; None when it is missing or incomplete."""
-    if folder is None or not (folder / "complete").is_file():
+class DamagedIndexError(Exception):
+    """What is wrong with a cached index folder (it is then rebuilt)."""
+
+
+def _map(folder: Path | None, *, verify: bool = False) -> dict[str, np.ndarray] | None:
+    """The folder's arrays, memory-mapped read-only, once they match its manifest (with `verify`, their digests
+    too); None when the folder is missing, or damaged (said once, then rebuilt by the caller)."""
+    if folder is None or not folder.is_dir():
         return None
     try:
-        return {path.stem: np.load(path, mmap_mode="r", allow_pickle=False) for path in folder.glob("*.npy")}
-    except (OSError, ValueError) as error:
-        logger.warning("%s: cached annotation index unreadable (%s); building it again", folder, error)
-        with contextlib.suppress(OSError):
-            (folder / "complete").unlink()
+        return _checked_arrays(folder, verify)
+    except Exception as error:  # noqa: BLE001 - whatever a damaged file raises (EOFError, KeyError...): rebuild
+        if str(folder) not in _warned_damaged:
+            _warned_damaged.add(str(folder))
+            logger.warning("cached annotation index %s is damaged (%s); building it again", folder,
+                           error if isinstance(error, DamagedIndexError) else f"{type(error).__name__}: {error}")
         return None
+
+
+def _checked_arrays(folder: Path, verify: bool) -> dict[str, np.ndarray]:
+    try:
+        manifest = json.loads(files.read_text(folder / MANIFEST, limit=files.MIB))
+    except files.UnreadableFileError as error:
+        raise DamagedIndexError(f"{MANIFEST}: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(
+            manifest.get("arrays"), dict):
+        raise DamagedIndexError(f"{MANIFEST} is not a format {FORMAT} manifest")
+    recorded: dict[str, Any] = manifest["arrays"]
+    present = {path.stem for path in folder.glob("*.npy")}
+    if present != set(recorded):
+        missing, extra = sorted(set(recorded) - present), sorted(present - set(recorded))
+        raise DamagedIndexError(f"arrays missing {missing}" if missing else f"arrays not in the manifest {extra}")
+    arrays = {}
+    for name, facts in recorded.items():
+        path = folder / f"{name}.npy"
+        size = path.stat().st_size
+        if size != facts["bytes"]:
+            raise DamagedIndexError(f"{path.name} has {size} bytes, the manifest says {facts['bytes']}")
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        if list(array.shape) != facts["shape"] or array.dtype.str != facts["dtype"]:
+            raise DamagedIndexError(f"{path.name} is {array.dtype.str} {list(array.shape)}, the manifest says "
+                                    f"{facts['dtype']} {facts['shape']}")
+        if verify and sha256_of(path) != facts["sha256"]:
+            raise DamagedIndexError(f"{path.name} is not the content it was written with (SHA-256 differs)")
+        arrays[name] = array
+    return arrays
 
 
 def _write(folder: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary sibling, then rename: a reader sees the whole index or none of it."""
+    """Write to a staging sibling, flush it all, manifest last, then rename: a reader sees a whole index or none."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.{os.getpid()}.", dir=folder.parent))
     try:
+        recorded = {}
         for name, array in arrays.items():
-            np.save(staging / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
-        (staging / "complete").write_text(f"{FORMAT}\n")
-        if folder.exists():  # an incomplete leftover of a process that died while writing
+            path = staging / f"{name}.npy"
+            with path.open("wb") as handle:
+                np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+                handle.flush()
+                os.fsync(handle.fileno())
+            recorded[name] = {"shape": list(array.shape), "dtype": np.ascontiguousarray(array).dtype.str,
+                              "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+        with (staging / MANIFEST).open("w", encoding="utf-8") as handle:
+            json.dump({"format": FORMAT, "arrays": recorded}, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if folder.exists():  # a damaged index, or the leftover of a process that died while replacing it
             shutil.rmtree(folder)
         os.replace(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _remove_stale_staging(parent: Path) -> None:
+    """Remove staging folders of builders that are gone (killed mid-write) or that are older than a day."""
+    for entry in parent.glob("*-v*.*.*"):
+        parts = entry.name.split(".")
+        if not entry.is_dir() or len(parts) < 3 or not parts[-2].isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if not _alive(int(parts[-2])) or time.time() - entry.stat().st_mtime > STALE_STAGING_S:
+                shutil.rmtree(entry, ignore_errors=True)
+                logger.info("removed %s, left by a builder that did not finish", entry)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _unwritable(folder: Path, error: Exception) -> None:

@@ -92,6 +92,7 @@ class DetectionCase:
         from cases.detection.data import (
             CocoDetection,
             check_image_files,
+            check_image_headers,
             check_labels,
             check_root,
             check_segmentations,
@@ -111,7 +112,9 @@ class DetectionCase:
         self.val_set = CocoDetection(data_root, "val", with_masks=False, limit=data.val_limit)
         for dataset in (self.train_set, self.val_set):
             check_image_files(dataset)
-        check_labels(self.train_set, model.num_classes)
+            check_image_headers(dataset)
+        for dataset in (self.train_set, self.val_set):
+            check_labels(dataset, model.num_classes)
         if self.needs_masks:
             check_segmentations(self.train_set)
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
 import io
 import math
 import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,14 @@ from torch.utils.data import Dataset, Sampler
 from torchvision.io import ImageReadMode, decode_image, read_file
 
 from cases.detection.annotation_index import REQUIRED_KEYS, AnnotationIndex, checked_document
-from suite.errors import DataError
+from suite.errors import DataError, RunError, one_line
 from suite.progress import Progress
+
+# The largest image a run decodes: COCO's are under 0.5 MP; a header claiming more (60000x60000 made a run try to
+# allocate 43 GB) is refused before the run.
+MAX_IMAGE_PIXELS = 100_000_000
+# What torchvision's decode_image reads (an image in another format fails only when a worker decodes it).
+DECODABLE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 
 SPLITS = ("train", "val")
 PROGRESS_CHUNK = 20_000
@@ -96,28 +103,41 @@ def check_annotations(document: Any, source: Path, progress: Progress | None = N
             raise DataError(f"{source}: missing or non-list {key!r}")
     if not document["images"]:
         raise DataError(f"{source}: 'images' is empty")
-    image_ids: set[int] = set()
+    image_sizes: dict[int, tuple[Any, Any]] = {}  # id -> (height, width), as an RLE's size lists them
     for index, image in checked(document["images"]):
         where = f"{source}: images[{index}]"
         if not isinstance(image, dict) or not all(k in image for k in ("id", "file_name", "width", "height")):
             raise DataError(f"{where} needs id, file_name, width and height")
-        if not _is_id(image["id"]) or image["id"] in image_ids:
+        if not _is_id(image["id"]) or image["id"] in image_sizes:
             raise DataError(f"{where}: id must be a unique integer, got {image['id']!r}")
         if not isinstance(image["file_name"], str) or not image["file_name"]:
             raise DataError(f"{where}: file_name must be a non-empty string")
+        if not _inside_folder(image["file_name"]):
+            raise DataError(f"{where}: file_name {image['file_name'][:200]!r} must name a file inside the split's "
+                            f"image folder (no absolute path, no '..')")
         if not all(_is_number(image[k]) and image[k] > 0 for k in ("width", "height")):
             raise DataError(f"{where}: width and height must be positive numbers")
-        image_ids.add(image["id"])
+        if image["width"] * image["height"] > MAX_IMAGE_PIXELS:
+            raise DataError(f"{where}: {image['width']}x{image['height']} is more than the {MAX_IMAGE_PIXELS:,} "
+                            f"pixels an image may have")
+        image_sizes[image["id"]] = (image["height"], image["width"])
     category_ids = set()
     for index, category in checked(document["categories"]):
         if not isinstance(category, dict) or not _is_id(category.get("id")):
             raise DataError(f"{source}: categories[{index}] needs an integer id")
         category_ids.add(category["id"])
+    # pycocotools indexes annotations by id: two with one id make the evaluator score one of them twice and lose
+    # the other (ground truth scored against itself gave mAP 0.878, not 1.0).
+    annotation_ids: set[int] = set()
     for index, ann in checked(document["annotations"]):
         where = f"{source}: annotations[{index}]"
         if not isinstance(ann, dict) or not all(k in ann for k in ("id", "image_id", "category_id", "bbox")):
             raise DataError(f"{where} needs id, image_id, category_id and bbox")
-        if not _is_id(ann["image_id"]) or ann["image_id"] not in image_ids:
+        if not _is_id(ann["id"]) or ann["id"] in annotation_ids:
+            raise DataError(f"{where}: id must be a unique integer, got {ann['id']!r}"
+                            + (" (an earlier annotation has it)" if ann["id"] in annotation_ids else ""))
+        annotation_ids.add(ann["id"])
+        if not _is_id(ann["image_id"]) or ann["image_id"] not in image_sizes:
             raise DataError(f"{where}: image_id {ann['image_id']!r} is not in 'images'")
         if not _is_id(ann["category_id"]) or ann["category_id"] not in category_ids:
             raise DataError(f"{where}: unknown category_id {ann['category_id']!r}")
@@ -132,6 +152,18 @@ def check_annotations(document: Any, source: Path, progress: Progress | None = N
             raise DataError(f"{where}: area must be a number, got {ann['area']!r}")
         if "segmentation" in ann and not _valid_segmentation(ann["segmentation"]):
             raise DataError(f"{where}: segmentation must be polygons (lists of numbers) or RLE {{counts, size}}")
+        segmentation = ann.get("segmentation")
+        if isinstance(segmentation, dict):  # an RLE is decoded at its own size: it must be its image's
+            height, width = image_sizes[ann["image_id"]]
+            if list(segmentation["size"]) != [height, width]:
+                raise DataError(f"{where}: RLE size {segmentation['size']!r} is not its image's [height, width] "
+                                f"[{height}, {width}]")
+
+
+def _inside_folder(file_name: str) -> bool:
+    """A relative path without '..' (the dataset fingerprint covers the image folder, nothing outside it)."""
+    path = PurePosixPath(file_name.replace("\\", "/"))
+    return not path.is_absolute() and ".." not in path.parts and not PureWindowsPath(file_name).drive
 
 
 def _valid_segmentation(segmentation: Any) -> bool:
@@ -157,13 +189,77 @@ def check_root(root: Path) -> None:
 
 
 def check_image_files(dataset: CocoDetection) -> None:
-    """Every image the split will read exists in its folder (one listing, not one stat per image)."""
-    present = {entry.name for entry in os.scandir(dataset.image_dir)}
-    missing = [name for name in (dataset.index.file_name(int(row)) for row in dataset.rows)
-               if name not in present and not (dataset.image_dir / name).is_file()]
+    """Every image the split will read exists in its folder (one listing, not one stat per image), and a name in a
+    subfolder resolves inside the folder (a symlink out of it is refused as '..' is)."""
+    # a symlink is listed by its own name: it goes through the resolve check below like a name in a subfolder
+    present = {entry.name for entry in os.scandir(dataset.image_dir) if not entry.is_symlink()}
+    folder = dataset.image_dir.resolve()
+    missing, outside = [], []
+    for name in (dataset.index.file_name(int(row)) for row in dataset.rows):
+        if name in present:
+            continue
+        path = dataset.image_dir / name
+        if not path.resolve().is_relative_to(folder):
+            outside.append(name)
+        elif not path.is_file():
+            missing.append(name)
+    if outside:
+        raise DataError(f"{dataset.annotation_file}: image {outside[0]!r} resolves outside {dataset.image_dir}/")
     if missing:
         raise DataError(f"{dataset.annotation_file}: {len(missing)} of {len(dataset)} images are not in "
                         f"{dataset.image_dir}/ (first: {missing[0]!r})")
+
+
+def check_image_headers(dataset: CocoDetection) -> None:
+    """Every image the split will read is one decode_image reads, of the size its annotation gives, within
+    MAX_IMAGE_PIXELS: read from the file headers only (no decoding), once per set of files (a marker in the
+    annotation index's cache folder names the files' sizes and times)."""
+    from PIL import Image
+
+    rows = [int(row) for row in dataset.rows]
+    names = [dataset.index.file_name(row) for row in rows]
+    marker = _headers_marker(dataset, names)
+    if marker is not None and marker.is_file():
+        return
+    arrays = dataset.index.arrays
+    with Progress(f"checking {dataset.image_dir.name} image headers", len(rows), unit="images") as progress:
+        for count, (row, name) in enumerate(zip(rows, names, strict=True), 1):
+            path = dataset.image_dir / name
+            expected = (_whole(arrays["width"][row]), _whole(arrays["height"][row]))
+            try:
+                with Image.open(path) as image:
+                    found, size = image.format, image.size
+            except Exception as error:  # noqa: BLE001 - whatever PIL raises for a file that is no image
+                raise DataError(f"{path}: not a readable image ({one_line(error, 160)})") from None
+            if found not in DECODABLE_FORMATS:
+                raise DataError(f"{path}: a {found} image; runs decode {', '.join(DECODABLE_FORMATS)} only")
+            if size[0] * size[1] > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: {size[0]}x{size[1]} is more than the {MAX_IMAGE_PIXELS:,} pixels an "
+                                f"image may have")
+            if size != expected:
+                raise DataError(f"{path}: the image is {size[0]}x{size[1]}, its annotation in "
+                                f"{dataset.annotation_file.name} says {expected[0]}x{expected[1]}")
+            if count % 1000 == 0:
+                progress.update(1000)
+        progress.update(len(rows) % 1000)
+    if marker is not None:
+        with contextlib.suppress(OSError):  # a read-only cache: the check runs again next time, nothing worse
+            marker.write_text("checked\n")
+
+
+def _headers_marker(dataset: CocoDetection, names: list[str]) -> Path | None:
+    """The marker file for this exact set of image files (path, size, modification time), or None without a
+    cache folder to keep it in."""
+    if dataset.index.folder is None:
+        return None
+    digest = hashlib.sha256(str(dataset.image_dir.resolve()).encode())
+    for name in names:
+        try:
+            stat = (dataset.image_dir / name).stat()
+        except OSError:
+            return None
+        digest.update(f"\0{name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return dataset.index.folder / f"images-checked-{digest.hexdigest()[:32]}"
 
 
 def check_labels(dataset: CocoDetection, num_classes: int) -> None:
@@ -215,6 +311,10 @@ def _mask(segmentation: list[np.ndarray] | dict[str, Any], height: int, width: i
 
 def _whole(value: float) -> int | float:
     return int(value) if float(value).is_integer() else float(value)
+
+
+class ImageError(RunError):
+    """An image the run could not read; the message names the file."""
 
 
 class CocoDetection(Dataset):
@@ -274,7 +374,10 @@ class CocoDetection(Dataset):
     def image(self, index: int) -> torch.Tensor:
         """Image `index` as uint8 CHW RGB, without its target or any augmentation."""
         path = self.image_dir / self.index.file_name(int(self.rows[index]))
-        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        try:
+            return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        except (RuntimeError, OSError, ValueError) as error:  # a file changed since the checks before the run
+            raise ImageError(f"{path}: cannot decode the image ({one_line(error, 160)})") from error
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         row = int(self.rows[index])

@@ -7,8 +7,10 @@ minutes on a CPU. Annotations carry boxes and polygon segmentations, with all 80
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,7 +22,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from suite.cache import cache_dir
+from suite.errors import DataError
 from suite.progress import Progress
+
+logger = logging.getLogger(__name__)
 
 # The 80 COCO categories with their real ids (1..90 with gaps), as in instances_*2017.json.
 COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
@@ -154,8 +159,29 @@ def default_cache_root() -> Path:
 
 
 def ensure_dataset(spec: SyntheticSpec, cache_root: Path | None = None) -> Path:
-    """Return a cached synthetic dataset for `spec`, generating it (atomically) on first use."""
-    root = (cache_root or default_cache_root()) / spec.key()
+    """Return a cached synthetic dataset for `spec`, generating it (atomically) on first use.
+
+    A cache that cannot be written (read-only home, full disk) costs speed only, as for the annotation index: the
+    dataset is generated into a temporary folder of this process instead (removed when it exits), with a warning.
+    """
+    cache = cache_root or default_cache_root()
+    try:
+        return _cached_dataset(spec, cache)
+    except OSError as error:
+        logger.warning("synthetic dataset cache %s is not writable (%s): generating it in a temporary folder for "
+                       "this process", cache, error.strerror or error)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f"accelbench-synthetic-{spec.key()}-"))
+        atexit.register(shutil.rmtree, staging, ignore_errors=True)
+        write_dataset(staging, spec)
+    except OSError as error:
+        raise DataError(f"cannot generate the synthetic dataset: neither {cache} nor the temporary folder "
+                        f"{tempfile.gettempdir()} is writable ({error.strerror or error})") from None
+    return staging
+
+
+def _cached_dataset(spec: SyntheticSpec, cache: Path) -> Path:
+    root = cache / spec.key()
     if (root / COMPLETE_MARKER).is_file():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@
     accelbench doctor --vendor V [--case C --topology NxM] [--data-root DIR] [--json]   is this machine ready?
     accelbench import-published                         the published pages' rows as runs (idempotent)
     accelbench compare [--case C] [--vendors V,W] [--baseline V] [--out DIR]   tables, ratios, charts, report run
-    accelbench check RUN_ID --against BASELINE          regression gate; exit 1 on a regression
+    accelbench check RUN_ID --against BASELINE [--exact]   regression gate; exit 1 regression, 3 baseline too noisy
     accelbench check-log FILE                           MLPerf-style rules on an events.jsonl; exit 1 if violated
     accelbench sync [DIR ...]                           upload runs recorded while the tracking server was away
     accelbench ui [--port P]                            the MLflow UI on 127.0.0.1 for the store the runs went to
@@ -34,9 +34,12 @@ __all__ = ["cli", "main"]
 
 def main() -> None:
     """The console script: MLflow client defaults, stop signals and logging set up, then the command."""
+    from suite.errors import one_line
     from suite.launch.signals import describe, exit_code, stop_signals_raise
+    from suite.redaction import redact_console
     from suite.tracking.client import configure
 
+    redact_console()  # whoever prints a tracking URI (MLflow prints "View run ... at: <uri>"), no password shows
     configure()  # before anything imports mlflow: no telemetry, bounded retries and timeout (user's values win)
     stop_signals_raise()  # a SIGTERM ends a run as KILLED, with what it measured, instead of leaving it RUNNING
     configure_logging(inherited_level())  # -v/-q, wherever they appear, adjust it while the line is parsed
@@ -46,7 +49,12 @@ def main() -> None:
         e.show()
         sys.exit(e.exit_code)
     except (click.Abort, KeyboardInterrupt) as e:
-        # click turns KeyboardInterrupt (Ctrl-C, or SIGTERM/SIGHUP through suite.launch.signals) into Abort
+        # click turns KeyboardInterrupt (Ctrl-C, or SIGTERM/SIGHUP through suite.launch.signals) into Abort, and
+        # EOFError too (a Ctrl-D at one of its prompts; the suite has none): an EOFError from the code, say a
+        # file cut short, is a failure like any other, never "interrupted"
+        if isinstance(e.__cause__, EOFError):
+            click.echo(f"accelbench: error: {one_line(e.__cause__)}", err=True)
+            sys.exit(1)
         stop = e if isinstance(e, KeyboardInterrupt) else (
             e.__cause__ if isinstance(e.__cause__, KeyboardInterrupt) else KeyboardInterrupt())
         click.echo(f"accelbench: {describe(stop)}", err=True)

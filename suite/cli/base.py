@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from suite import names
-from suite.errors import UnknownNameError
+from suite.errors import BenchError, UnknownNameError
 from suite.redaction import RedactingFormatter
 
 LOG_LEVEL_ENV = "ACCELBENCH_LOG_LEVEL"  # inherited by matrix members and torchrun workers
@@ -104,6 +104,21 @@ override_string_option = click.option("--overrides", "override_string", default=
                                       help="Space-separated overrides in one string (for MLproject parameters).")
 
 
+def _experiment_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An experiment name MLflow will take (checked before anything runs: MLflow refuses it only at run start)."""
+    from suite.config import MAX_EXPERIMENT_NAME_LENGTH
+
+    if len(value) > MAX_EXPERIMENT_NAME_LENGTH:
+        raise BenchError(f"--experiment: {len(value)} characters, and MLflow takes at most "
+                         f"{MAX_EXPERIMENT_NAME_LENGTH}")
+    return value
+
+
+def experiment_option(default: str, help_text: str) -> Any:
+    return click.option("--experiment", default=default, show_default=bool(default), help=help_text,
+                        callback=_experiment_name)
+
+
 def names_option_values(text: tuple[str, ...] | str) -> list[str]:
     """Names from comma-separated option values (`--cases a,b`, or a repeated `--case a --case b`)."""
     items = text if isinstance(text, tuple) else (text,)
@@ -126,6 +141,11 @@ def print_runs(result: Any) -> None:
     for folder in result.pending_sync:
         click.echo(f"accelbench: the tracking server was unreachable; run kept in {folder}: upload it with "
                    f"`accelbench sync {folder}`", err=True)
+    if result.unrecorded:
+        from suite.errors import RecordLostError
+
+        raise RecordLostError("; ".join(result.unrecorded) + ": the table above is the only complete copy of its "
+                              "figures")
 
 
 def process_start() -> float:

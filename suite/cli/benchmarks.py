@@ -13,6 +13,7 @@ from suite.cli.base import (
     case_option,
     cli,
     config_option,
+    experiment_option,
     name_launcher,
     names_option_values,
     override_string_option,
@@ -72,7 +73,7 @@ def show_config(case: str, vendor: str, topology: str, config_files: tuple[Path,
               help="Override train.mode (default: the topology config's).")
 @click.option("--precision", default="", type=click.Choice(["", *PRECISIONS]),
               help="Override train.precision (default: the vendor's).")
-@click.option("--experiment", default="", help="MLflow experiment name (default: tracking.experiment).")
+@experiment_option("", "MLflow experiment name (default: tracking.experiment).")
 @click.option("--node-rank", default=0, show_default=True, type=click.IntRange(min=0),
               help="This node's index in a multi-node topology (run the same command on every node).")
 @click.option("--master-addr", default="", help="Address of node 0 for multi-process jobs (dist.master_addr).")
@@ -127,6 +128,14 @@ def worker_command(spec_file: Path) -> None:
     run_worker(spec_file)
 
 
+SMOKE_NEXT = """
+mAP is 0 here by design: a smoke run trains a randomly initialised model for a few steps on generated shapes, which
+checks the pipeline, the timers and the recording, not accuracy (a convergence run on COCO measures mAP).
+Next:
+  accelbench ui         the MLflow UI on these runs (http://127.0.0.1:5000)
+  accelbench compare    these runs beside the published results pages (run `accelbench import-published` first)"""
+
+
 @cli.command("smoke")
 @click.option("--cases", default=",".join(SMOKE_CASES), show_default=True, help="Comma-separated case names.")
 @click.option("--vendor", default="cpu", show_default=True)
@@ -137,6 +146,8 @@ def smoke_command(cases: str, vendor: str, overrides: tuple[str, ...]) -> None:
 
     result = smoke(names_option_values(cases), vendor, list(overrides), process_start())
     print_runs(result.table)  # what ran, whatever happened to the other cases
+    if result.outcomes:
+        click.echo(SMOKE_NEXT)
     if result.bad_input:
         bad = result.bad_input
         error = bad[0] if len(bad) == 1 else BenchError("; ".join(str(e) for e in bad))
@@ -155,7 +166,7 @@ def smoke_command(cases: str, vendor: str, overrides: tuple[str, ...]) -> None:
 @click.option("--data-root", default="", help="COCO2017-layout dataset root.")
 @click.option("--synthetic", is_flag=True, help="Use a generated synthetic COCO-format dataset.")
 @click.option("--mode", default="", type=click.Choice(["", "convergence", "throughput", "smoke"]))
-@click.option("--experiment", default="accelbench", show_default=True, help="MLflow experiment of the runs.")
+@experiment_option("accelbench", "MLflow experiment of the runs.")
 @click.option("--strict", is_flag=True, help="Fail instead of skipping topologies this machine cannot run.")
 @config_option
 @set_option
@@ -187,7 +198,8 @@ def matrix_command(vendor: str, cases: str, topologies: str, repeat: int, data_r
     for reason in result.skipped:
         click.echo(f"skipped: {reason}")
     for key, value in sorted(result.scaling.items()):
-        click.echo(f"{key}: {value:.3f}")
+        flags = result.implausible.get(key)
+        click.echo(f"{key}: {value:.3f}" + (f"  IMPLAUSIBLE: {'; '.join(flags)}" if flags else ""))
     click.echo(f"parent run: {result.parent_run_id}")
     if result.failed:
         raise RunError(f"{len(result.failed)} of {len(result.members)} matrix members did not finish: "

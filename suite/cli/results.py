@@ -6,18 +6,19 @@ import logging
 import os
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import click
 
 from suite import names, registry
-from suite.cli.base import check_names, cli, names_option_values
+from suite.cli.base import check_names, cli, experiment_option, names_option_values
 from suite.errors import BenchError, RunError, one_line
 
 
 @cli.command("import-published")
 @click.option("--vendors", default="", help="Comma-separated vendors to import (default: every vendor with a "
               "published.yaml).")
-@click.option("--experiment", default="accelbench", show_default=True, help="MLflow experiment of the runs.")
+@experiment_option("accelbench", "MLflow experiment of the runs.")
 def import_published_command(vendors: str, experiment: str) -> None:
     """Record the published results pages as runs tagged bench.source=published (idempotent)."""
     from suite.results.published import import_published, load_published, published_vendors
@@ -47,14 +48,29 @@ def _tag_project_run(kind: str, metrics: dict[str, float]) -> None:
         client.log_metric(run_id, key, value)
 
 
+def experiment_counts(frame: Any) -> str:
+    """"accelbench 40, Default 1": where the compared runs were found, so a run in an unexpected experiment shows."""
+    from suite.tracking.client import client as mlflow_client
+
+    client = mlflow_client()
+    counts = frame["experiment_id"].value_counts()
+    named = []
+    for experiment_id, count in counts.items():
+        found = client.get_experiment(str(experiment_id))
+        named.append(f"{found.name if found else experiment_id} {count}")
+    return ", ".join(named)
+
+
 @cli.command("compare")
 @click.option("--case", "cases", multiple=True, help="Case(s) to compare, comma-separated or repeated "
               "(default: every case with runs).")
 @click.option("--vendors", default="", help="Comma-separated vendors (default: all).")
 @click.option("--baseline", default="nvidia_a100", show_default=True, help="Vendor the ratios are relative to.")
 @click.option("--source", type=click.Choice(["all", "measured", "published"]), default="all", show_default=True)
-@click.option("--experiment", default="accelbench", show_default=True,
-              help="MLflow experiment searched, and where the comparison run is recorded.")
+@experiment_option("accelbench", "MLflow experiment the comparison run is recorded in.")
+@click.option("--search-experiments", "search_experiments", default="", metavar="NAME[,NAME...]",
+              help="Only search these experiments for benchmark runs (default: every experiment: a run started "
+                   "by `mlflow run` without --experiment-name is in \"Default\").")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("comparison"),
               show_default=True, help="Folder for comparison.md/.csv/.html and the charts.")
 @click.option("--no-record", is_flag=True, help="Do not record a comparison run in MLflow.")
@@ -62,8 +78,8 @@ def _tag_project_run(kind: str, metrics: dict[str, float]) -> None:
               "always hold every column).")
 @click.option("--all-versions", is_flag=True, help="Show the published rows of every page version (default: the "
               "newest version of each vendor's page).")
-def compare_command(cases: tuple[str, ...], vendors: str, baseline: str, source: str, experiment: str, out: Path,
-                    no_record: bool, wide: bool, all_versions: bool) -> None:
+def compare_command(cases: tuple[str, ...], vendors: str, baseline: str, source: str, experiment: str,
+                    search_experiments: str, out: Path, no_record: bool, wide: bool, all_versions: bool) -> None:
     """Published-page tables per case: measured and published rows side by side, ratios, scaling, charts."""
     from suite.errors import DataError
     from suite.results.comparison import compare
@@ -74,15 +90,19 @@ def compare_command(cases: tuple[str, ...], vendors: str, baseline: str, source:
     vendor_names = names_option_values(vendors) or None
     check_names("case", case_names or [], sorted(registry.cases()))
     check_names("vendor", [*(vendor_names or []), baseline], registry.vendors())
+    searched = names_option_values(search_experiments) or None
+    # Benchmark runs are found by their bench.* tags wherever they were recorded, as suite.results.runs does.
     frame = runs(case=case_names, vendor=vendor_names, source=None if source == "all" else source,
-                 experiments=[experiment])
+                 experiments=searched)
+    where = f"experiment(s) {', '.join(searched)}" if searched else "any experiment"
     if frame.empty:
         wanted = ", ".join(f"{k}={','.join(v)}" for k, v in (("case", case_names), ("vendors", vendor_names),
                                                              ("source", [source] if source != "all" else None))
                            if v)
-        raise DataError(f"no finished runs match {wanted or 'anything'} in experiment {experiment!r}; run "
+        raise DataError(f"no finished runs match {wanted or 'anything'} in {where}; run "
                         f"`accelbench import-published` or a benchmark first")
     comparison = compare(runs_frame=frame, baseline=baseline, all_versions=all_versions)
+    click.echo(f"runs compared, by experiment: {experiment_counts(comparison.runs)}")
     click.echo(terminal_report(comparison, wide=wide), nl=False)
     report = write_report(comparison, out)
     click.echo(textwrap.fill(f"wrote {', '.join(p.name for p in report.files)} to {out}", 120,
@@ -92,31 +112,47 @@ def compare_command(cases: tuple[str, ...], vendors: str, baseline: str, source:
         click.echo(f"comparison run: {run_id}")
 
 
+TOO_NOISY_EXIT = 3  # `check`: no regression found, but a baseline too noisy to judge some metric
+
+
+class BaselineTooNoisyError(RunError):
+    exit_code = TOO_NOISY_EXIT
+    prefix = ""
+
+
 @cli.command("check")
 @click.argument("run_id")
-@click.option("--against", "baseline", required=True, metavar="RUN_ID|VENDOR/CASE/NxM",
-              help="Baseline: a run id, or vendor/case/topology (newest measured run, else the published row).")
+@click.option("--against", "baseline", required=True, metavar="RUN_ID[,RUN_ID...]|VENDOR/CASE/NxM",
+              help="Baseline: a run id (pooled with its repeats), several run ids, or vendor/case/topology (newest "
+                   "measured run, else the published row).")
+@click.option("--exact", is_flag=True, help="Take exactly the runs named, not every repeat of their config.")
 @click.option("--threshold", default=0.05, show_default=True, type=click.FloatRange(min=0),
-              help="Smallest relative noise threshold; the baseline repeats' spread widens it.")
-def check_command(run_id: str, baseline: str, threshold: float) -> None:
-    """Regression gate: compare a run with a baseline; exit 1 if any metric is worse by more than the noise."""
+              help="Smallest relative noise threshold; the baseline runs' spread widens it.")
+@click.option("--max-threshold", default=0.25, show_default=True, type=click.FloatRange(min=0),
+              help="Largest noise threshold: a baseline whose runs spread more is too noisy to judge (exit 3).")
+def check_command(run_id: str, baseline: str, exact: bool, threshold: float, max_threshold: float) -> None:
+    """Regression gate: compare a run with a baseline. Exit 0: no regression; 1: a metric is worse by more than
+    the noise; 2: bad input; 3: no regression, but the baseline is too noisy to judge some metric."""
     from suite.results.regression import gate
     from suite.tables import render_table
     from suite.tracking.client import client as mlflow_client
 
-    result = gate(mlflow_client(), run_id, baseline, threshold)
-    click.echo(f"candidate {result.candidate_id} against {result.baseline_source} baseline "
-               f"{', '.join(result.baseline_ids)} ({len(result.baseline_ids)} run(s))")
+    result = gate(mlflow_client(), run_id, baseline, threshold, exact=exact, max_threshold=max_threshold)
+    click.echo(result.baseline_line())
     rows = [{"metric": c.metric, "baseline": f"{c.baseline:.4g}", "candidate": f"{c.candidate:.4g}",
-             "change": f"{100 * c.change:+.1f}%", "threshold": f"{100 * c.threshold:.1f}%",
-             "threshold_from": c.threshold_from,
-             "verdict": "REGRESSION" if c.regression else ("better" if c.change > c.threshold else "ok")}
+             "change": f"{100 * c.change:+.1f}% {c.direction}", "threshold": f"{100 * c.threshold:.1f}%",
+             "threshold_from": c.threshold_from, "verdict": c.verdict}
             for c in result.checks]
     click.echo(render_table(rows, ("metric", "baseline", "candidate", "change", "threshold", "threshold_from",
                                    "verdict")))
     if result.regressions:
         raise RunError(f"{len(result.regressions)} regression(s): "
-                       + ", ".join(f"{c.metric} {100 * c.change:+.1f}%" for c in result.regressions))
+                       + ", ".join(f"{c.metric} {100 * abs(c.change):.1f}% worse" for c in result.regressions))
+    if result.too_noisy:
+        raise BaselineTooNoisyError(
+            "baseline too noisy to judge " + ", ".join(c.metric for c in result.too_noisy)
+            + f" (spread over the {100 * max_threshold:.0f}% cap): record more repeats, or name steadier runs "
+              "with --exact")
 
 
 @cli.command("check-log")
@@ -126,7 +162,7 @@ def check_log_command(path: Path) -> None:
     from suite.engine.compliance import check_log
     from suite.errors import DataError
 
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: no such event log")
     verdict = check_log(path)
     click.echo(verdict.report())

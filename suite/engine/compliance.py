@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from suite import names
+from suite import files, names
 from suite.errors import DataError, one_line
 
 RULES = ("run_once", "paired", "init_first", "time_order", "eval_per_epoch", "images")
@@ -133,11 +133,9 @@ def check_log(path: Path) -> Verdict:
     events = []
     verdict = Verdict()
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text (byte {error.start}), so not an event log") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read: {error.strerror}") from None
+        text = files.read_text(path, limit=files.EVENT_LOG_LIMIT)
+    except files.UnreadableFileError as error:
+        raise DataError(f"{path}: {error}, so not an event log") from None
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

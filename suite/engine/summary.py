@@ -8,6 +8,7 @@ the collectives of a lone process, as on a failure path where the other ranks ma
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,11 @@ class RunMeasurements:
 
     started_at: float                       # the run's start (e2e_time counts from here)
     train_started_at: float | None = None   # the end of init (init_time)
+    # Seconds so far in calls to a tracking server that failed (one that is down, or never answers): the suite's
+    # stall, not the benchmark's, so it is taken out of init_time and e2e_time (the measured phase already leaves
+    # every tracking call out) and recorded beside them as tracking_stall_time.
+    tracking_stall_s: Callable[[], float] = lambda: 0.0
+    init_stall_s: float = 0.0               # tracking_stall_s() when init ended
     clock: PhaseClock | None = None
     state: TrainState | None = None
     adapter: VendorAdapter | None = None
@@ -43,12 +49,12 @@ def summary_metrics(measured: RunMeasurements, collectives: Collectives, events:
         metrics.update(_memory(measured.adapter.memory_gib(measured.device), collectives, events))
         metrics.update(_telemetry(measured.telemetry, collectives, metrics.get(names.IMAGES)))
     if measured.train_started_at is not None:
-        metrics[names.INIT_TIME] = measured.train_started_at - measured.started_at
+        metrics[names.INIT_TIME] = measured.train_started_at - measured.started_at - measured.init_stall_s
         if metrics.get(names.IMAGES) and metrics.get(names.TRAIN_TIME):
             # The published Mask R-CNN pages' p_whole: their clock starts before the dataset is built.
             metrics[names.P_WHOLE_WITH_INIT] = metrics[names.IMAGES] / (metrics[names.INIT_TIME]
                                                                          + metrics[names.TRAIN_TIME])
-    metrics[names.E2E_TIME] = time.time() - measured.started_at
+    metrics[names.E2E_TIME] = time.time() - measured.started_at - measured.tracking_stall_s()
     return metrics
 
 

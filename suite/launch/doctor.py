@@ -266,7 +266,13 @@ class _Doctor:
             return
 
         def reading() -> None:
-            probe = adapter.device_probe(0)
+            try:
+                probe = adapter.device_probe(0)
+            except Exception as error:  # noqa: BLE001 - no driver, no device: the same verdict for every vendor
+                reason = str(error) if isinstance(error, BenchError) else one_line(error, 160)
+                self.add("telemetry", WARN, f"no device telemetry here ({reason}): runs will have no mem_smi, power "
+                         "or utilisation", "install the vendor's driver and tools")
+                return
             if probe is None:
                 self.add("telemetry", WARN, "no device library or tool answered: runs will have no mem_smi, power "
                          "or utilisation", "put the vendor's smi tool on PATH")

@@ -5,6 +5,7 @@ demo of several cases, and the arguments of a matrix's members. The CLI parses a
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -13,8 +14,10 @@ from typing import Any
 
 from suite import names
 from suite.config import ResolvedConfig, resolve
-from suite.errors import BenchError, one_line
+from suite.errors import BenchError, RunError, failure_line, one_line
 from suite.launch.scoped_env import scoped_env
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,13 +27,17 @@ class BenchmarkResult:
     rows: list[dict[str, str]]
     returncode: int = 0
     pending_sync: list[Path] = field(default_factory=list)  # spool folders to `accelbench sync`
+    unrecorded: list[str] = field(default_factory=list)  # runs whose record is incomplete everywhere, and why
 
 
 def _outcome_result(outcomes: list[Any]) -> BenchmarkResult:
     from suite.tracking.rows import outcome_row
 
     return BenchmarkResult([outcome_row(o) for o in outcomes],
-                           pending_sync=[o.pending_sync for o in outcomes if o.pending_sync is not None])
+                           pending_sync=[o.pending_sync for o in outcomes if o.pending_sync is not None],
+                           unrecorded=[f"{o.resolved.config.case} {o.resolved.config.vendor} "
+                                       f"{o.resolved.config.topology}: {o.unrecorded}"
+                                       for o in outcomes if o.unrecorded])
 
 
 def run_in_process(resolved: ResolvedConfig, *, data_root: Path | None, synthetic: bool, started_at: float,
@@ -45,7 +52,15 @@ def run_in_process(resolved: ResolvedConfig, *, data_root: Path | None, syntheti
         prepared = prepare(resolved, data_root=data_root, synthetic=synthetic)  # torch loads with the adapter
         from suite.launch import runner
 
-        return runner.execute(prepared, started_at=started_at, extra_tags=extra_tags)
+        try:
+            return runner.execute(prepared, started_at=started_at, extra_tags=extra_tags)
+        except Exception as error:
+            if isinstance(error, BenchError) or (isinstance(error, RunError)
+                                                 and "Original Traceback" not in error.message):
+                raise  # one line already, in the suite's words
+            # recorded as FAILED with this line (and its traceback in the run's log file): the console shows the
+            # same one line, not a traceback
+            raise RunError(failure_line(error)) from error
 
 
 def run_benchmark(resolved: ResolvedConfig, *, settings: list[str], config_files: tuple[Path, ...],
@@ -105,6 +120,8 @@ def smoke(case_names: list[str], vendor: str, overrides: list[str], started_at: 
         resolve(case, vendor, "1x1", settings)
     result = SmokeResult()
     for index, case in enumerate(case_names):
+        logger.info("smoke %d/%d: %s on %s, synthetic data, a few steps and one evaluation", index + 1,
+                    len(case_names), case, vendor)
         if index:
             started_at = time.time()  # later runs in this process start their clock when they begin
         try:

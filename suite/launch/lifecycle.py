@@ -28,7 +28,7 @@ from suite.engine.distributed import Collectives, DistContext
 from suite.engine.flops import mfu
 from suite.engine.summary import RunMeasurements, summary_metrics
 from suite.engine.trainer import TrainState
-from suite.errors import describe as describe_error
+from suite.errors import failure_line
 from suite.launch import environment, signals
 from suite.progress import Progress
 from suite.tracking import record
@@ -46,6 +46,7 @@ class RunOutcome:
     final_map: dict[str, float] = field(default_factory=dict)
     failure: str | None = None
     pending_sync: Path | None = None  # the spool folder to `accelbench sync`, when tracking failed during the run
+    unrecorded: str | None = None  # why part of the run's record reached neither MLflow nor the journal
 
 
 class RecordedRun:
@@ -74,6 +75,8 @@ class RecordedRun:
                                              run_name=f"{config.case}/{config.vendor}/{config.topology}",
                                              description=record.running_description(self.prepared),
                                              tags={**record.run_tags(self.prepared), **self._extra_tags})
+        tracker = self.tracker
+        self.measured.tracking_stall_s = lambda: tracker.stall_s
         self.outcome = RunOutcome(run_id=self.tracker.run_id, status="RUNNING", resolved=self.prepared.resolved)
         return self
 
@@ -139,7 +142,8 @@ class RecordedRun:
         if isinstance(error, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP through suite.launch.signals
             outcome.status, outcome.failure = "KILLED", signals.describe(error)
         else:
-            outcome.status, outcome.failure = "FAILED", describe_error(error)
+            outcome.status, outcome.failure = "FAILED", failure_line(error)
+            self.files.log_traceback(error)  # the whole story in the run's log file; one line on the console
         logger.error("run %s %s: %s", self.tracker.run_id, outcome.status, outcome.failure)
         telemetry = self.measured.telemetry
         if telemetry is not None:
@@ -169,3 +173,4 @@ class RecordedRun:
             self.tracker.finish(self.outcome.status)
             self.outcome.run_id = self.tracker.run_id  # a run recorded offline has one once its spool is uploaded
             self.outcome.pending_sync = self.tracker.pending_sync
+            self.outcome.unrecorded = self.tracker.unrecorded

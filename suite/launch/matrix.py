@@ -21,7 +21,7 @@ from suite.errors import BenchError, RunError, one_line
 from suite.launch.launcher import missing_devices, stream_stderr
 from suite.launch.mlflow_server import free_port
 from suite.progress import Progress
-from suite.results.scaling import THROUGHPUTS, efficiencies
+from suite.results.scaling import THROUGHPUTS, efficiencies, implausible
 from suite.topology import parse_topology
 from suite.tracking.client import client as mlflow_client
 from suite.tracking.client import tags_filter
@@ -45,6 +45,7 @@ class MatrixResult:
     members: list[Member] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     scaling: dict[str, float] = field(default_factory=dict)
+    implausible: dict[str, list[str]] = field(default_factory=dict)  # scaling key -> why it cannot be trusted
 
     @property
     def failed(self) -> list[Member]:
@@ -122,7 +123,7 @@ def run_matrix(*, vendor: str, adapter_name: str, cases: Sequence[str], topologi
             progress.update(1, f"last: {member.case} {member.topology} round {member.round} {member.status}",
                             line=True)
         progress.close()
-        result.scaling = _log_scaling(tracker, result)
+        result.scaling, result.implausible = _log_scaling(tracker, result)
         tracker.set_tags({names.TAG_FAILED_MEMBERS: str(len(result.failed)),
                           names.TAG_SKIPPED: "; ".join(skipped) or "none"})
     except BaseException:
@@ -156,8 +157,9 @@ def _record_member(member: Member, parent_run_id: str, returncode: int, last_lin
                      member.reason)
 
 
-def _log_scaling(tracker: object, result: MatrixResult) -> dict[str, float]:
-    """Log `<case>.scaling_<topology>.<throughput>` on the parent from the finished members' medians."""
+def _log_scaling(tracker: object, result: MatrixResult) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """Log `<case>.scaling_<topology>.<throughput>` on the parent from the finished members' medians, and tag what
+    makes a figure implausible (suite.results.scaling.implausible) as `bench.implausible`."""
 
     client = mlflow_client()
     values: dict[tuple[str, str, str], list[float]] = {}
@@ -169,11 +171,17 @@ def _log_scaling(tracker: object, result: MatrixResult) -> dict[str, float]:
             if metric in metrics:
                 values.setdefault((member.case, metric, member.topology), []).append(metrics[metric])
     scaling: dict[str, float] = {}
+    flagged: dict[str, list[str]] = {}
     for case in sorted({m.case for m in result.members}):
         for metric in THROUGHPUTS:
             per_topology = {t: v for (c, m, t), v in values.items() if c == case and m == metric}
-            for topology, value in efficiencies(per_topology).items():
+            efficiency = efficiencies(per_topology)
+            for topology, value in efficiency.items():
                 scaling[f"{case}.scaling_{topology}.{metric}"] = value
+            for topology, notes in implausible(per_topology, efficiency).items():
+                flagged[f"{case}.scaling_{topology}.{metric}"] = notes
     if scaling:
         tracker.log_metrics(scaling)  # type: ignore[attr-defined]
-    return scaling
+    said = "; ".join(f"{key}: {', '.join(notes)}" for key, notes in flagged.items())
+    tracker.set_tags({names.TAG_IMPLAUSIBLE: said or "none"})  # type: ignore[attr-defined]
+    return scaling, flagged

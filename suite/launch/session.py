@@ -105,6 +105,7 @@ class Session:
             self.trainer.evaluate_untrained()
         self.trainer.events.end(names.KEY_INIT)
         self.measured.train_started_at = time.time()
+        self.measured.init_stall_s = self.measured.tracking_stall_s()
         telemetry = self.measured.telemetry
         if telemetry is not None:
             telemetry.start()

@@ -33,5 +33,9 @@ def run_worker(spec_file: Path) -> None:
 
     prepared = prepare(resolved, data_root=Path(spec.data_root) if spec.data_root else None,
                        synthetic=spec.synthetic)
-    runner.execute(prepared, started_at=spec.started_at, context=DistContext.from_env(),
-                   run_dir=Path(spec.run_dir), extra_tags=spec.extra_tags)
+    outcome = runner.execute(prepared, started_at=spec.started_at, context=DistContext.from_env(),
+                             run_dir=Path(spec.run_dir), extra_tags=spec.extra_tags)
+    if outcome.unrecorded:  # rank 0 only: the job's exit code says so, as a run in one process does
+        from suite.errors import RecordLostError
+
+        raise RecordLostError(outcome.unrecorded)

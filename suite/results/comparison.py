@@ -22,7 +22,7 @@ from suite.config import case_defaults
 from suite.errors import BenchError
 from suite.results.definitions import MODE_DEPENDENT, counterpart
 from suite.results.query import _as_list, runs
-from suite.results.scaling import THROUGHPUTS, efficiencies
+from suite.results.scaling import THROUGHPUTS, efficiencies, implausible, spread_note
 from suite.topology import parse_topology
 
 # The comparison table: one row per group of repeats.
@@ -45,9 +45,11 @@ class Comparison:
     table     one row per group of repeats (GROUP_KEYS): `n` runs, the median of each metric with `<metric>_min`,
               `<metric>_max` and `<metric>_spread` ((max - min) / median), `p_core_timing` (how the row's p_core was
               timed), the throughput ratios to the baseline (`<metric>_vs_baseline`; p_core on the host-clock
-              definition when the two rows were timed differently; `baseline` names the row used), and `scaling`
-              (p_core efficiency)
-    scaling   efficiencies per (case, source, vendor, precision, bs) and topology, for p_whole/p_train/p_core
+              definition when the two rows were timed differently; `baseline` names the row used), `scaling`
+              (p_core efficiency) and `implausible` (why a figure of the row cannot be trusted as it stands: a
+              scaling efficiency above 1.05, or repeats that spread more than the difference reported; "" if none)
+    scaling   efficiencies per (case, source, vendor, precision, bs) and topology, for p_whole/p_train/p_core, and
+              their `implausible` notes
     runs      the runs the tables were built from
     """
 
@@ -72,12 +74,21 @@ def compare(case: str | Sequence[str] | None = None, vendors: Sequence[str] | No
                 frame = frame[frame[column].isin(values)]
     if not all_versions:
         frame = frame[frame["superseded"] != "true"]
+    frame = _one_per_published_row(frame)
     table = _aggregate(frame)
     scaling = _scaling(frame)
     table = _attach_ratios(table, baseline)
     table = _attach_scaling(table, scaling)
     return Comparison(table=_sorted(table, baseline), scaling=scaling, runs=frame.reset_index(drop=True),
                       baseline=baseline)
+
+
+def _one_per_published_row(frame: pd.DataFrame) -> pd.DataFrame:
+    """A published page row imported into several experiments is one row of the page, not repeats: the newest
+    import is kept (`runs()` is newest first). Measured runs are each a repeat."""
+    published = frame["source"] == names.SOURCE_PUBLISHED
+    duplicate = _blank_missing(frame, GROUP_KEYS).duplicated(subset=list(GROUP_KEYS), keep="first")
+    return frame[~(published & duplicate)]
 
 
 def _blank_missing(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -178,23 +189,35 @@ def _figures(metric: str, row: pd.Series, base: pd.Series) -> tuple[Any, Any]:
 def _attach_ratios(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     table = table.copy()
     candidates = table[table["vendor"] == baseline]
-    labels, ratios = [], {m: [] for m in THROUGHPUTS}
+    labels, ratios, noisy = [], {m: [] for m in THROUGHPUTS}, []
     for _, row in table.iterrows():
         base = _baseline_row(row, candidates)
         fix_hp = "/" if base is None or not isinstance(base["fix_hp"], str) else base["fix_hp"]
         labels.append(None if base is None else f"{base['vendor']} {base['topology']} {fix_hp} ({base['source']})")
+        note = None
         for metric in THROUGHPUTS:
             mine, theirs = _figures(metric, row, base) if base is not None else (None, None)
             value = None
             if mine is not None and theirs is not None and pd.notna(mine) and pd.notna(theirs) and theirs:
                 value = mine / theirs
             ratios[metric].append(value)
+            if metric == names.P_CORE and value is not None and base is not None and row["vendor"] != baseline:
+                spreads = {"this row's": _spread(row, _definition(metric, row, base)),
+                           "the baseline's": _spread(base, _definition(metric, base, row))}
+                note = spread_note(value - 1, spreads, f"p_core difference to {baseline}")
+        noisy.append(note or "")
     # Name the baseline row only where a ratio was computed from it.
     table["baseline"] = [label if any(ratios[m][i] is not None for m in THROUGHPUTS) else None
                          for i, label in enumerate(labels)]
     for metric in THROUGHPUTS:
         table[f"{metric}_vs_baseline"] = pd.Series(ratios[metric], index=table.index, dtype=float)
+    table["implausible"] = noisy
     return table
+
+
+def _spread(row: pd.Series, metric: str | None) -> float | None:
+    value = row.get(f"{metric}_spread") if metric else None
+    return float(value) if value is not None and pd.notna(value) else None
 
 
 def _scaling(frame: pd.DataFrame) -> pd.DataFrame:
@@ -202,31 +225,37 @@ def _scaling(frame: pd.DataFrame) -> pd.DataFrame:
     keys = ["case", "source", "vendor", "precision", "bs"]
     for key, group in _blank_missing(frame, keys).groupby(keys, sort=False):
         per_metric = {}
+        flagged: dict[str, list[str]] = {}
         for metric in THROUGHPUTS:
             by_topology: dict[str, list[float]] = {}
             for topology, value in zip(group["topology"], group[metric], strict=True):
                 if pd.notna(value):
                     by_topology.setdefault(topology, []).append(float(value))
             per_metric[metric] = efficiencies(by_topology)
+            for topology, notes in implausible(by_topology, per_metric[metric]).items():
+                flagged.setdefault(topology, []).extend(f"{metric} {note}" for note in notes)
         for topology in sorted({t for e in per_metric.values() for t in e}, key=parse_topology):
             nodes, per_node = parse_topology(topology)
             row = dict(zip(keys, key, strict=True))
             row["topology"] = topology
             row["reference"] = "1x1" if nodes == 1 else f"1x{per_node}"
             row.update({metric: per_metric[metric].get(topology) for metric in THROUGHPUTS})
+            row["implausible"] = "; ".join(flagged.get(topology, []))
             rows.append(row)
-    scaling = pd.DataFrame(rows, columns=[*keys, "topology", "reference", *THROUGHPUTS])
+    scaling = pd.DataFrame(rows, columns=[*keys, "topology", "reference", *THROUGHPUTS, "implausible"])
     scaling["bs"] = scaling["bs"].replace("", None)
     return scaling
 
 
 def _attach_scaling(table: pd.DataFrame, scaling: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
-    lookup = {(r.case, r.source, r.vendor, r.precision, r.bs, r.topology): r.p_core
+    lookup = {(r.case, r.source, r.vendor, r.precision, r.bs, r.topology): (r.p_core, r.implausible)
               for r in scaling.itertuples() if pd.notna(r.p_core)}
-    table["scaling"] = [lookup.get((r.case, r.source, r.vendor, r.precision, r.bs, r.topology))
-                        for r in table.itertuples()]
-    table["scaling"] = table["scaling"].astype(float)
+    found = [lookup.get((r.case, r.source, r.vendor, r.precision, r.bs, r.topology), (None, ""))
+             for r in table.itertuples()]
+    table["scaling"] = pd.Series([value for value, _ in found], index=table.index, dtype=float)
+    table["implausible"] = ["; ".join(note for note in (ratio_note, scaling_note) if note)
+                            for ratio_note, (_, scaling_note) in zip(table["implausible"], found, strict=True)]
     return table
 
 

@@ -437,7 +437,7 @@ def import_published(rows: Sequence[PublishedRow], experiment: str = "accelbench
 
 
 def _import(client: Any, rows: Sequence[PublishedRow], experiment: str, prune: bool) -> ImportReport:
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     from suite.tracking.client import ensure_experiment
     from suite.tracking.run_page import comparison_links, comparison_views
@@ -465,13 +465,15 @@ def _import(client: Any, rows: Sequence[PublishedRow], experiment: str, prune: b
         tags = {**row.tags(), names.TAG_PUBLISHED_HASH: fingerprint}
         # The links name the experiment, so they are added here, outside the row's fingerprint.
         tags[names.TAG_DESCRIPTION] += "\n\n" + comparison_links(experiment_id, row.case, row.topology)
-        run = client.create_run(experiment_id, run_name=row.run_name)
+        # The identifying tags go with the request that creates the run: an import killed before the next request
+        # leaves a RUNNING run the next import finds by its key and replaces (it is not FINISHED), never an
+        # anonymous one.
+        run = client.create_run(experiment_id, run_name=row.run_name, tags=tags)
         now = int(time.time() * 1000)
         try:
             client.log_batch(run.info.run_id,
                              metrics=[Metric(k, v, now, 0) for k, v in row.metrics.items()],
-                             params=[Param(k, v) for k, v in row.params().items()],
-                             tags=[RunTag(k, v) for k, v in tags.items()])
+                             params=[Param(k, v) for k, v in row.params().items()])
             client.set_terminated(run.info.run_id, "FINISHED")
         except BaseException:
             client.delete_run(run.info.run_id)  # no half-written published row

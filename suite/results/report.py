@@ -107,23 +107,27 @@ def display_columns(baseline: str) -> tuple[str, ...]:
             MEM_SMI_COLUMN, MEM_ALLOC_COLUMN, f"vs {baseline}", "scaling")
 
 
-SCALING_COLUMNS = ("source", "vendor", "precision", "bs", "topology", "reference", *THROUGHPUTS)
+SCALING_COLUMNS = ("source", "vendor", "precision", "bs", "topology", "reference", *THROUGHPUTS, "flag")
 
 
 def _scaling_rows(scaling: pd.DataFrame) -> list[dict[str, str]]:
     return [{"source": r["source"], "vendor": r["vendor"], "precision": r["precision"],
              "bs": str(r["bs"]) if _present(r["bs"]) else "",
              "topology": r["topology"], "reference": r["reference"],
-             **{m: f"{r[m]:.3f}" if _present(r[m]) else "" for m in THROUGHPUTS}}
+             **{m: f"{r[m]:.3f}" if _present(r[m]) else "" for m in THROUGHPUTS},
+             "flag": "IMPLAUSIBLE (see notes)" if _text(r.get("implausible")) else ""}
             for r in scaling.to_dict("records")]
 
 
 def _notes(table: pd.DataFrame) -> list[str]:
-    """What a reader must know about a row to compare it: the published rows' notes, and for measured rows a
-    throughput mode, a config no publisher file backs, ops run on the host CPU."""
+    """What a reader must know about a row to compare it: a figure that cannot be trusted as it stands (any row),
+    the published rows' notes, and for measured rows a throughput mode, a config no publisher file backs, ops run
+    on the host CPU."""
     notes = []
     for r in table.to_dict("records"):
         where = f"{r['vendor']} {r['topology']} {_text(r['fix_hp'], '/')}"
+        if _text(r.get("implausible")):
+            notes.append(f"IMPLAUSIBLE {where} ({r['source']}): {r['implausible']}")
         if r["source"] == names.SOURCE_PUBLISHED:
             if _text(r.get("published_note")):
                 page = f", page {r['page_version']}" if _text(r.get("page_version")) else ""
@@ -400,7 +404,9 @@ def record_comparison_run(comparison: Comparison, report: ReportFiles, experimen
         links = " · ".join(search_link(tracker.experiment_id or "0", text, search, per_topology)
                            for text, search in searches.items())
         tracker.set_tags({names.TAG_DESCRIPTION: f"**Runs compared:** {links}\n\n{description}"})
-        tracker.log_metrics({"compared_runs": len(comparison.runs), "table_rows": len(comparison.table)})
+        flagged = int((comparison.table["implausible"] != "").sum()) if "implausible" in comparison.table else 0
+        tracker.log_metrics({"compared_runs": len(comparison.runs), "table_rows": len(comparison.table),
+                             "implausible_rows": flagged})
         for path in report.files:
             tracker.log_artifact(path)
         status = "FINISHED"

@@ -7,11 +7,17 @@ import time. It sets, only where the user has not:
     MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=1
     MLFLOW_HTTP_REQUEST_TIMEOUT=10         a server that accepts and never answers holds each request 10 s, not 120
 A run that loses its server goes on offline (suite.tracking.spool).
+
+A client of a local SQLite store creates (and migrates) the store's schema when it is made; two processes doing
+that at once on a new file race (alembic: "index ... already exists"), so clients of one SQLite file on a host are
+made one at a time, under a lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 from typing import Any
 
 CLIENT_DEFAULTS = {
@@ -37,7 +43,17 @@ def client(tracking_uri: str | None = None) -> Any:
     configure()
     import mlflow
 
-    return mlflow.MlflowClient(tracking_uri)
+    with _schema_lock(tracking_uri or mlflow.get_tracking_uri()):
+        return mlflow.MlflowClient(tracking_uri)
+
+
+def _schema_lock(uri: str) -> contextlib.AbstractContextManager[None]:
+    """Held while a client of a SQLite file is made (it may create the schema); nothing for other stores."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from suite.tracking.locks import named_lock
+
+    return named_lock("sqlite-schema", str(Path(uri.removeprefix("sqlite:///")).expanduser().resolve()))
 
 
 def tag_clause(name: str, value: str) -> str:

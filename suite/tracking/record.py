@@ -144,6 +144,12 @@ class RunFiles:
                 path.parent.mkdir(exist_ok=True)
                 path.write_text(json.dumps(record.metrics["predictions"]), encoding="utf-8")
 
+    def log_traceback(self, error: BaseException) -> None:
+        """The failure's traceback into this rank's log file only (the console shows the one-line reason)."""
+        record = logging.LogRecord("suite.launch", logging.ERROR, __file__, 0, "the run failed",
+                                   None, (type(error), error, error.__traceback__))
+        self.log_handler.handle(record)
+
     def close(self) -> None:
         self.events.close()
         logging.getLogger().removeHandler(self.log_handler)

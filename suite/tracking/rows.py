@@ -36,7 +36,8 @@ def outcome_row(outcome: Any) -> dict[str, str]:
         "topology": config.topology,
         "precision": config.train.precision,
         "fix_hp": outcome.resolved.fix_hp_label,
-        "status": outcome.status,
+        # the row printed is then the one complete copy of the figures: it says so
+        "status": f"{outcome.status}, NOT RECORDED" if getattr(outcome, "unrecorded", None) else outcome.status,
         names.E2E_TIME: _fmt(metrics.get(names.E2E_TIME), 1),
         names.P_WHOLE: _fmt(metrics.get(names.P_WHOLE)),
         names.P_TRAIN: _fmt(metrics.get(names.P_TRAIN)),

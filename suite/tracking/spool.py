@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from suite import names
+from suite import files, names
 from suite.errors import DataError, RunError, one_line
 from suite.redaction import redact_uri
 from suite.tracking.client import client as mlflow_client
@@ -198,14 +198,12 @@ def _check_record(record: Any, where: str, directory: Path) -> None:
 def read_journal(directory: Path) -> list[dict[str, Any]]:
     """The journal's records, each checked for its shape; a last line cut short by a killed process is dropped."""
     path = directory / JOURNAL_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):  # a journal that is there but not a file is refused by files.read_text
         raise DataError(f"{directory}: not a spooled run (no {JOURNAL_FILE})")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text (byte {error.start})") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read: {error.strerror}") from None
+        lines = files.read_text(path, limit=files.JOURNAL_FILE_LIMIT).splitlines()
+    except files.UnreadableFileError as error:
+        raise DataError(f"{path}: {error}") from None
     records = []
     for number, line in enumerate(lines, 1):
         try:
@@ -232,6 +230,8 @@ class SpoolingTracker:
         self.online = online
         self.run_id = online.run_id if online is not None else ""
         self.pending_sync: Path | None = None  # set by finish() when the spool stays for `accelbench sync`
+        # Set by finish() when part of the run's record reached neither MLflow nor the journal: why.
+        self.unrecorded: str | None = None
         self.wait_s = 0.0   # seconds spent in calls to the tracking server
         self.stall_s = 0.0  # of which in calls that failed (a server down, or one that never answers)
 
@@ -330,13 +330,15 @@ class SpoolingTracker:
             return
         self.journal.close()
         if not self.journal.created:
-            logger.error("run %s could not be recorded: MLflow failed and no spool journal could be made (%s)",
-                         self.run_id or "(no id)", self.journal.problem)
+            self.unrecorded = f"MLflow failed and no spool journal could be made ({self.journal.problem})"
+            logger.error("run %s could not be recorded: %s", self.run_id or "(no id)", self.unrecorded)
             return
         if self.journal.problem is not None:  # what it holds stops where the disk filled up
             self.pending_sync = self.journal.directory
-            logger.error("the run's journal in %s is incomplete (%s); `accelbench sync %s` uploads what it holds",
-                         self.pending_sync, self.journal.problem, self.pending_sync)
+            self.unrecorded = (f"MLflow failed, and the spool journal in {self.pending_sync} stops where it could "
+                               f"not be written ({self.journal.problem})")
+            logger.error("the run's record is incomplete: %s; `accelbench sync %s` uploads what the journal holds",
+                         self.unrecorded, self.pending_sync)
             return
         began = time.perf_counter()
         try:  # the server may be back (a short outage): upload now rather than leave it to the user

@@ -60,6 +60,7 @@ class Tracker(Protocol):
     run_id: str
     experiment_id: str | None  # None while the run is recorded offline
     pending_sync: Path | None  # a spooled run's folder, left for `accelbench sync` (suite.tracking.spool)
+    unrecorded: str | None  # why part of the run's record reached neither MLflow nor a journal (None: it all did)
     wait_s: float  # seconds spent waiting on the tracking server so far
     stall_s: float  # of which in calls that failed
 
@@ -93,6 +94,7 @@ class MlflowTracker:
     """One MLflow run. Create it with `start()`; end it with `finish(status)`."""
 
     pending_sync = None
+    unrecorded = None
     wait_s = stall_s = 0.0  # timed by suite.tracking.spool's SpoolingTracker, which wraps this one in runs
 
     def __init__(self, client: Any, run_id: str) -> None:
@@ -209,6 +211,7 @@ class MemoryTracker:
     """An in-process recorder with the Tracker interface, for tests of code that records runs."""
 
     pending_sync = None
+    unrecorded = None
     experiment_id = None
     wait_s = stall_s = 0.0
 
@@ -248,6 +251,7 @@ class NullTracker:
 
     run_id = ""
     pending_sync = None
+    unrecorded = None
     experiment_id = None
     wait_s = stall_s = 0.0
 

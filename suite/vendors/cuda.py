@@ -122,7 +122,12 @@ class CudaAdapter(VendorAdapter):
     def device_probe(self, index: int) -> Any | None:
         from suite.vendors.probes import NvmlProbe
 
-        uuid = getattr(self.cuda.get_device_properties(index), "uuid", None)
+        # Without a driver torch raises here; NVML then says for itself whether it can see the device.
+        try:
+            uuid = getattr(self.cuda.get_device_properties(index), "uuid", None)
+        except (RuntimeError, AssertionError) as error:
+            first_sentence = (str(error).split(". ")[0] or type(error).__name__)[:120]
+            raise VendorUnavailableError(f"torch sees no CUDA device: {first_sentence}") from None
         return NvmlProbe.open(str(uuid) if uuid is not None else None, index)
 
 

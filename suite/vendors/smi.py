@@ -55,7 +55,6 @@ POWER = re.compile(NUMBER + r"\s*W\s*/\s*" + NUMBER + r"\s*W")
 TEMPERATURE = re.compile(r"(?<![\w.])" + NUMBER + r"\s*C\b")
 PERCENT = re.compile(NUMBER + r"\s*%")
 BUS_ID = re.compile(r"\b[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-9a-fA-F]\b")
-HEADER_SEPARATOR = re.compile(r"^\|=+[=+|]*$")
 INDEX_WORDS = ("gpu", "xpu", "board")
 VERSION_FACTS = {  # banner text -> fact name
     "kernel mode driver": "driver",
@@ -87,39 +86,62 @@ def _banner_facts(lines: list[str]) -> dict[str, str]:
     return facts
 
 
+def _separator_like(stripped: str) -> bool:
+    """A rule between table rows: `+----+`, `|----+----|`, `|====+====|`."""
+    return bool(re.match(r"^[|+][-=+|]*$", stripped)) and any(c in stripped for c in "-=")
+
+
+def _starts_with_index(stripped: str) -> bool:
+    cells = _cells(stripped)
+    return bool(cells and cells[0].split() and cells[0].split()[0].isdigit())
+
+
 def read_table(text: str) -> ToolReport:
-    """A box-drawn device table (`mx-smi`, `xpu_smi`), read by its header cells."""
+    """A box-drawn device table (`mx-smi`, `xpu_smi`), read by its header cells.
+
+    Rows are found by their content, not by a rule line: the header is the run of table rows around the one naming
+    Memory-Usage, a device block starts at a row whose first cell is a device index and takes the rows below it up
+    to the next rule, index row or blank line. So the table reads with or without the `|====|` line under the
+    header (mx-smi 2.2.6 as its public documentation shows it has none) and with or without rules between devices.
+    """
     lines = [line.rstrip() for line in text.splitlines()]
-    separator = next((i for i, line in enumerate(lines) if HEADER_SEPARATOR.match(line.strip())), None)
-    if separator is None:
-        raise UnparseableOutput("no header separator line (|====|) in the table")
-    header_rows: list[list[str]] = []
-    for line in reversed(lines[:separator]):
-        stripped = line.strip()
-        if not stripped.startswith("|") or re.match(r"^\|[-+]+\|?$", stripped) or stripped.startswith("|-"):
-            break
-        header_rows.insert(0, _cells(stripped))
-    if not header_rows or not any("Memory-Usage" in cell for row in header_rows for cell in row):
+    stripped = [line.strip() for line in lines]
+    named = next((i for i, line in enumerate(stripped) if line.startswith("|") and "Memory-Usage" in line
+                  and not _starts_with_index(line)), None)
+    if named is None:
         raise UnparseableOutput("the table header names no Memory-Usage column")
+
+    def header_row(i: int) -> bool:
+        return (0 <= i < len(lines) and stripped[i].startswith("|") and not _separator_like(stripped[i])
+                and not _starts_with_index(stripped[i]))
+
+    first, last = named, named
+    while header_row(first - 1):
+        first -= 1
+    while header_row(last + 1):
+        last += 1
+    header_rows = [_cells(stripped[i]) for i in range(first, last + 1)]
     devices = []
     block: list[list[str]] = []
-    for line in lines[separator + 1:]:
-        stripped = line.strip()
-        if stripped.startswith("+") or not stripped:
-            if block:
+    for line in stripped[last + 1:]:
+        if line.startswith("|") and not _separator_like(line):
+            if _starts_with_index(line) and block:
                 devices.append(_device(block, header_rows))
                 block = []
-            if not stripped:
-                break  # the device table ends; what follows (processes) is another table
-            continue
-        if not stripped.startswith("|"):
-            break
-        block.append(_cells(stripped))
+            if block or _starts_with_index(line):
+                block.append(_cells(line))
+                continue
+            raise UnparseableOutput(f"a table row that belongs to no device: {line[:80]!r}")
+        if block:  # a rule, a blank line or other text ends a device's block
+            devices.append(_device(block, header_rows))
+            block = []
+        if devices and not _separator_like(line):
+            break  # the device table ends; what follows (processes) is another table
     if block:
         devices.append(_device(block, header_rows))
     if not devices:
         raise UnparseableOutput("the table lists no devices")
-    return ToolReport(devices, _banner_facts(lines[:separator]))
+    return ToolReport(devices, _banner_facts(lines[:first]))
 
 
 def _device(block: list[list[str]], header_rows: list[list[str]]) -> ToolDevice:
