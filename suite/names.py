@@ -75,7 +75,8 @@ PARAM_FROZEN_STATISTICS = "model.frozen_statistics"  # where the frozen batch-no
 # Tags.
 TAG_CASE = "bench.case"
 TAG_VENDOR = "bench.vendor"
-TAG_ACCELERATOR = "bench.accelerator"
+TAG_ACCELERATOR = "bench.accelerator"  # the suite's one name per accelerator model (vendor.yaml accelerator.name)
+TAG_ACCELERATOR_PUBLISHED = "bench.accelerator_published"  # a published page's own wording of it
 TAG_TOPOLOGY = "bench.topology"
 TAG_NNODES = "bench.nnodes"
 TAG_NPROC_PER_NODE = "bench.nproc_per_node"

@@ -212,3 +212,22 @@ def test_import_published_command_twice(tracking_uri: str) -> None:
     bad = invoke("import-published", "--vendors", "nvidia_h100")
     assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
     assert "unknown vendor with published results 'nvidia_h100'" in bad.stderr
+
+
+def test_one_accelerator_name_for_published_and_measured_runs() -> None:
+    """The pages spell one C500 two ways ("MXC 500 64GB", "曦云®C500 64G") and the A100 with an underscore: each
+    published row carries the vendor config's name, the one its measured runs carry; the page's words are apart."""
+    from suite.config import resolve
+
+    rows = load_published()
+    for row in rows:
+        tags = row.tags()
+        assert tags[names.TAG_ACCELERATOR] == resolve(row.case, row.vendor, "1x1").config.accelerator.name
+        assert tags[names.TAG_ACCELERATOR].isascii()
+    names_by_vendor = {}
+    for row in rows:
+        names_by_vendor.setdefault(row.vendor, set()).add(row.tags()[names.TAG_ACCELERATOR])
+    assert names_by_vendor == {"nvidia_a100": {"NVIDIA A100-SXM4-40GB"}, "metax_c500": {"MetaX C500 64GB"},
+                               "kunlunxin_r300": {"Kunlunxin R300 32GB"}}
+    assert {r.tags()[names.TAG_ACCELERATOR_PUBLISHED] for r in rows if r.vendor == "metax_c500"} == {
+        "MXC 500 64GB", "曦云®C500 64G"}

@@ -165,15 +165,21 @@ def test_compare_command_after_import_and_a_real_run(tmp_path: Path, store_with_
     assert any(line.startswith("measured   cpu") for line in lines)
     assert {p.name for p in out.iterdir()} == {"comparison.md", "comparison.csv", "comparison.html",
                                                "throughput_faster_rcnn.png", "map_faster_rcnn.png",
-                                               "mem_faster_rcnn.png", "map_curves_faster_rcnn.png"}
+                                               "mem_faster_rcnn.png", "scaling_faster_rcnn.png",
+                                               "map_curves_faster_rcnn.png"}
+    # pages that publish no throughput say so in one line each, rather than leaving empty bars unexplained
+    assert "kunlunxin_r300 1x1 bs=16,lr=0.16 (published, page seed): the page publishes no p_core, p_whole, " \
+           "mAP" in " ".join(result.stdout.split())
     with (out / "comparison.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {r["vendor"] for r in rows} == {"nvidia_a100", "metax_c500", "kunlunxin_r300", "cpu"}
     assert "| published | nvidia_a100 | 2x8 |" in (out / "comparison.md").read_text()
     page = (out / "comparison.html").read_text()
     assert page.count('<tr class="published">') == 11 and page.count('<tr class="measured">') == 1
-    assert page.count("data:image/png;base64,") == 4
-    assert all(f'<a href="{name}_faster_rcnn.png">' in page for name in ("throughput", "map", "mem", "map_curves"))
+    assert page.count("data:image/png;base64,") == 5
+    assert all(f'<a href="{name}_faster_rcnn.png">' in page
+               for name in ("throughput", "map", "mem", "scaling", "map_curves"))
+    assert page.count('<div class="scroll"><table>') == page.count("<table>")  # wide tables scroll in their box
 
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("accelbench")
@@ -267,3 +273,19 @@ def test_scaling_flags_name_the_limit_and_the_noise() -> None:
     noisy = {"1x1": [8.0, 10.0, 12.0], "1x2": [19.0]}
     assert implausible(noisy, {"1x2": 0.95}) == {
         "1x2": ["1x1 repeats spread 40%, more than the 5% difference from linear scaling: within noise"]}
+
+
+def test_one_config_looks_the_same_in_every_chart(store: str) -> None:
+    """Colours follow the accelerator and hatches/markers the source and settings, whatever the rows' order."""
+    from suite.results.report import accelerator_color, series_styles
+
+    table = results.compare(case=["faster_rcnn", "retinanet"]).table
+    styles = series_styles(table)
+    reversed_styles = series_styles(table.iloc[::-1].reset_index(drop=True))
+    assert styles == reversed_styles
+    for label, style in styles.items():
+        vendor = label.split()[0]
+        assert style.color == accelerator_color(vendor)
+    assert len({accelerator_color(v) for v in ("nvidia_a100", "metax_c500", "kunlunxin_r300", "cpu")}) == 4
+    a100 = {label: style for label, style in styles.items() if label.startswith("nvidia_a100")}
+    assert len({s.hatch for s in a100.values()}) == len(a100)  # its two configs are told apart by hatch

@@ -24,6 +24,7 @@ mode is `convergence`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -36,7 +37,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from suite import names
+from suite import names, registry
 from suite.config import ResolvedConfig, Strict, load_user_yaml, read_text_file
 from suite.errors import ConfigError, UnknownNameError
 from suite.identity import RowIdentity, number_text
@@ -121,8 +122,9 @@ class PublishedRow:
         return f"{self.case}/{self.vendor}/{self.topology} (published{suffix}, {self.version})"
 
     def identity(self) -> RowIdentity:
-        return RowIdentity(case=self.case, vendor=self.vendor,
-                           accelerator=self.environment.get("accelerator_model", self.vendor),
+        # The suite's one name for the accelerator (its vendor config's), the same as its measured runs carry; the
+        # page's own wording ("曦云®C500 64G", "MXC 500 64GB") is kept in bench.accelerator_published.
+        return RowIdentity(case=self.case, vendor=self.vendor, accelerator=canonical_accelerator(self.vendor),
                            topology=self.topology, precision=self.precision, fix_hp=self.fix_hp, mode=self.mode,
                            source=names.SOURCE_PUBLISHED, bs=int(self.hp["bs"]), lr=self.hp["lr"])
 
@@ -144,6 +146,8 @@ class PublishedRow:
         }
         if self.same_as:
             tags[names.TAG_PAGE_SAME_AS] = self.same_as
+        if "accelerator_model" in self.environment:
+            tags[names.TAG_ACCELERATOR_PUBLISHED] = self.environment["accelerator_model"]
         if self.notes:
             tags[names.TAG_PUBLISHED_NOTE] = "; ".join(self.notes)
         env = dict(self.environment)
@@ -354,6 +358,20 @@ def _case_defaults() -> dict[str, dict[str, float]]:
     from suite.registry import cases
 
     return {case: {k: float(case_defaults(case)["hp"][k]) for k in ("bs", "lr")} for case in cases()}
+
+
+@functools.cache
+def canonical_accelerator(vendor: str) -> str:
+    """The accelerator's name as the vendor's config gives it (`accelerator.name` in vendor.yaml), else the vendor."""
+    from suite.config import read_yaml_layer
+    from suite.errors import BenchError
+
+    try:
+        path = registry.vendor_dir(vendor) / "vendor.yaml"
+        name = (read_yaml_layer(path, registry.config_source(path)).data.get("accelerator") or {}).get("name")
+    except BenchError:
+        return vendor
+    return str(name) if name else vendor
 
 
 def _suite_config(row: PublishedRow) -> ResolvedConfig | None:

@@ -119,6 +119,11 @@ def _scaling_rows(scaling: pd.DataFrame) -> list[dict[str, str]]:
             for r in scaling.to_dict("records")]
 
 
+# What a results page may publish per row, and how a note names what it left out.
+PAGE_FIGURES = ((names.P_CORE, "p_core"), (names.P_WHOLE, "p_whole"), (names.MAP, "mAP"),
+                (names.MEM_SMI, "memory"))
+
+
 def _notes(table: pd.DataFrame) -> list[str]:
     """What a reader must know about a row to compare it: a figure that cannot be trusted as it stands (any row),
     the published rows' notes, and for measured rows a throughput mode, a config no publisher file backs, ops run
@@ -129,6 +134,10 @@ def _notes(table: pd.DataFrame) -> list[str]:
         if _text(r.get("implausible")):
             notes.append(f"IMPLAUSIBLE {where} ({r['source']}): {r['implausible']}")
         if r["source"] == names.SOURCE_PUBLISHED:
+            unpublished = [title for metric, title in PAGE_FIGURES if not _present(r.get(metric))]
+            if unpublished:  # said once, instead of empty cells and missing bars with no word why
+                notes.append(f"{where} (published, page {_text(r.get('page_version'), 'seed')}): the page publishes "
+                             f"no {', '.join(unpublished)}")
             if _text(r.get("published_note")):
                 page = f", page {r['page_version']}" if _text(r.get("page_version")) else ""
                 notes.append(f"{where} (published{page}): {r['published_note']}")
@@ -222,15 +231,54 @@ def _pyplot() -> Any:
 
 def _save(fig: Any, ax: Any, title: str, path: Path) -> Path:
     ax.set_title(title)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        # beside the plot, never over a bar or a line
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     _pyplot().close(fig)
     return path
 
 
 def _series_label(r: dict[str, Any]) -> str:
     return f"{r['vendor']} {r['precision']} {_text(r['fix_hp'], '/')} ({r['source']})"
+
+
+# One colour per accelerator (vendor config) and one hatch/marker per source and settings, the same in every chart
+# of every report: the order of the registry's vendors decides colours, not the order rows happen to come in.
+PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
+           "tab:olive", "tab:cyan")
+HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "++", "--")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+@dataclass(frozen=True)
+class SeriesStyle:
+    color: str
+    hatch: str
+    marker: str
+
+
+def accelerator_color(vendor: str) -> str:
+    from suite import registry
+
+    known = sorted(registry.vendors())
+    if vendor in known:
+        return PALETTE[known.index(vendor) % len(PALETTE)]
+    return PALETTE[sum(vendor.encode()) % len(PALETTE)]  # a plugin's vendor: stable across runs all the same
+
+
+def series_styles(table: pd.DataFrame) -> dict[str, SeriesStyle]:
+    """{series label: style} for every row of the comparison: colour from the vendor, hatch and marker from the
+    source and settings (published rows first), so one config looks the same in every chart."""
+    variants = sorted({(r["source"] != names.SOURCE_PUBLISHED, r["precision"], _text(r["fix_hp"], "/"))
+                       for r in table.to_dict("records")})
+    styles = {}
+    for r in table.to_dict("records"):
+        index = variants.index((r["source"] != names.SOURCE_PUBLISHED, r["precision"], _text(r["fix_hp"], "/")))
+        styles[_series_label(r)] = SeriesStyle(accelerator_color(r["vendor"]), HATCHES[index % len(HATCHES)],
+                                               MARKERS[index % len(MARKERS)])
+    return styles
 
 
 BAR_CHARTS = (  # (file prefix, metric, axis label): what the published pages report per accelerator
@@ -240,11 +288,13 @@ BAR_CHARTS = (  # (file prefix, metric, axis label): what the published pages re
 )
 
 
-def bar_chart(table: pd.DataFrame, case: str, metric: str, label: str, path: Path) -> Path | None:
+def bar_chart(table: pd.DataFrame, case: str, metric: str, label: str, path: Path,
+              styles: dict[str, SeriesStyle] | None = None) -> Path | None:
     """Grouped bars: `metric` per topology, one bar per accelerator/settings/source (None when no row has it)."""
     rows = [r for r in table.to_dict("records") if _present(r[metric])]
     if not rows:
         return None
+    styles = styles or series_styles(table)
     from suite.topology import parse_topology
 
     plt = _pyplot()
@@ -258,11 +308,57 @@ def bar_chart(table: pd.DataFrame, case: str, metric: str, label: str, path: Pat
     for index, (series_label, values) in enumerate(series.items()):
         xs = [i + (index - (len(series) - 1) / 2) * width for i, t in enumerate(topologies) if t in values]
         ys = [values[t] for t in topologies if t in values]
-        bars = ax.bar(xs, ys, width=width, label=series_label)
+        style = styles[series_label]
+        bars = ax.bar(xs, ys, width=width, label=series_label, color=style.color, hatch=style.hatch,
+                      edgecolor="white" if not style.hatch else "black", linewidth=0.5)
         ax.bar_label(bars, labels=[format_number(y) for y in ys], fontsize=7)
     ax.set_xticks(range(len(topologies)), topologies)
     ax.set_ylabel(label)
     return _save(fig, ax, f"{case}: {metric} per accelerator and topology", path)
+
+
+def scaling_chart(table: pd.DataFrame, case: str, path: Path,
+                  styles: dict[str, SeriesStyle] | None = None) -> Path | None:
+    """p_core and p_train against the number of devices (1x1 -> 1xM -> NxM), one line per accelerator, settings and
+    source, each with its ideal linear line from its smallest topology; None when no series has two topologies."""
+    from suite.topology import parse_topology
+
+    series: dict[str, dict[str, dict[int, float]]] = {}
+    for r in table.to_dict("records"):
+        for metric in (names.P_CORE, names.P_TRAIN):
+            if _present(r[metric]):
+                series.setdefault(metric, {}).setdefault(_series_label(r), {})[
+                    parse_topology(r["topology"]).world_size] = r[metric]
+    drawn = {m: {k: v for k, v in s.items() if len(v) > 1} for m, s in series.items()}
+    drawn = {m: s for m, s in drawn.items() if s}
+    if not drawn:
+        return None
+    styles = styles or series_styles(table)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(drawn), figsize=(6.2 * len(drawn), 4.4), squeeze=False)
+    devices = sorted({d for s in drawn.values() for points in s.values() for d in points})
+    for ax, (metric, lines) in zip(axes[0], drawn.items(), strict=True):
+        for label, points in lines.items():
+            style = styles[label]
+            xs = sorted(points)
+            ax.plot(xs, [points[x] for x in xs], marker=style.marker, color=style.color, label=label)
+            ideal = [points[xs[0]] * x / xs[0] for x in xs]
+            ax.plot(xs, ideal, linestyle=":", color=style.color, linewidth=1)
+            for x in xs:
+                ax.annotate(format_number(points[x]), (x, points[x]), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xticks(devices, [str(d) for d in devices])
+        ax.set_xlabel("devices (nodes x devices per node)")
+        ax.set_ylabel(f"{metric} (images/s)")
+        ax.set_title(f"{metric}; dotted: linear scaling from the smallest topology", fontsize=9)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.suptitle(f"{case}: throughput against devices")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
 def map_chart(table: pd.DataFrame, history: pd.DataFrame, runs: pd.DataFrame, case: str, path: Path) -> Path | None:
@@ -277,12 +373,11 @@ def map_chart(table: pd.DataFrame, history: pd.DataFrame, runs: pd.DataFrame, ca
         r = info.loc[run_id]
         style = "-" if metric == names.MAP else "--"
         ax.plot(points["epoch"], points["value"], style, marker="o", markersize=3,
-                label=f"{r['vendor']} {r['topology']} r{r['round']} {metric}")
-    curves = history.groupby(["run_id", "metric"]).ngroups if not history.empty else 0
-    for index, r in enumerate(published):  # a final value without its epochs: a level to reach, not a curve
+                color=accelerator_color(r["vendor"]), label=f"{r['vendor']} {r['topology']} r{r['round']} {metric}")
+    for r in published:  # a final value without its epochs: a level to reach, not a curve
         label = (f"{r['vendor']} {r['topology']} {_text(r['fix_hp'], '/')} published final "
                  f"{format_number(r[names.MAP])}")
-        ax.axhline(r[names.MAP], linestyle=":", linewidth=1.2, label=label, color=f"C{(curves + index) % 10}")
+        ax.axhline(r[names.MAP], linestyle=":", linewidth=1.2, label=label, color=accelerator_color(r["vendor"]))
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -296,6 +391,7 @@ def map_chart(table: pd.DataFrame, history: pd.DataFrame, runs: pd.DataFrame, ca
 # --- HTML ---------------------------------------------------------------------------------------------------
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+div.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; white-space: nowrap; }
 th { background: #f0f0f0; }
@@ -316,7 +412,8 @@ def _html_table(rows: Sequence[dict[str, str]], columns: Sequence[str], row_clas
         cells = "".join(f'<td{" class=text" if c in _TEXT_COLUMNS else ""}>{html.escape(r.get(c, ""))}</td>'
                         for c in columns)
         body.append(f"<tr{css}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    # in a box of its own that scrolls sideways when the table is wider than the page
+    return f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
 
 def html_report(comparison: Comparison, charts: dict[str, list[Path]]) -> str:
@@ -361,8 +458,10 @@ def write_report(comparison: Comparison, folder: Path, tracking_uri: str | None 
         curve_runs = case_runs[(case_runs["source"] == names.SOURCE_MEASURED)
                                & case_runs["mode"].isin(["convergence", "smoke"])].head(MAX_CURVE_RUNS)
         history = map_history(list(curve_runs["run_id"]), tracking_uri)
-        made = [*(bar_chart(table, case, metric, label, folder / f"{prefix}_{case}.png")
+        styles = series_styles(comparison.table)  # one look per config across every case's charts
+        made = [*(bar_chart(table, case, metric, label, folder / f"{prefix}_{case}.png", styles)
                   for prefix, metric, label in BAR_CHARTS),
+                scaling_chart(table, case, folder / f"scaling_{case}.png", styles),
                 map_chart(table, history, case_runs, case, folder / f"map_curves_{case}.png")]
         charts[case] = [p for p in made if p is not None]
     (folder / "comparison.md").write_text(markdown_report(comparison), encoding="utf-8")
