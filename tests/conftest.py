@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,13 +68,18 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, tmp_path: Pat
     for name in ISOLATED_NAMES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GIT_PYTHON_REFRESH", "quiet")
-    # Job folders of runs the tests launch (kept when a job fails on purpose) stay inside the test's tmp_path.
+    # Job folders of runs the tests launch (kept when a job fails on purpose) stay inside the test's tmp_path, reached
+    # through a short link: a Unix socket's path has at most 107 bytes, and multiprocessing puts the one through
+    # which DataLoader workers pass tensors under TMPDIR (from pytest-100 on, tmp_path/tmp made it too long).
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    monkeypatch.setenv("TMPDIR", str(scratch))
+    link = Path(tempfile.mkdtemp(prefix="ab-", dir="/tmp")) / "t"
+    link.symlink_to(scratch)
+    monkeypatch.setenv("TMPDIR", str(link))
     yield
     os.environ.clear()
     os.environ.update(saved)
+    shutil.rmtree(link.parent, ignore_errors=True)  # the link only; its target is tmp_path's
 
 
 @pytest.fixture

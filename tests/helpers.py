@@ -156,7 +156,8 @@ def record_run(*, vendor: str, topology: str, metrics: dict[str, float], round_i
                            precision=precision, fix_hp=fix_hp, mode=mode, round=round_index, config_hash=config_hash,
                            bs=bs, lr=lr)
     tracker = MlflowTracker.start(experiment=experiment, run_name=f"{case}/{vendor}/{topology}",
-                                  tags={**identity.tags(), names.TAG_STATUS: status})
+                                  tags={**identity.tags(), names.TAG_STATUS: status,
+                                        names.TAG_SUPERSEDED: "false"})  # as suite.tracking.record tags a run
     tracker.log_params(identity.params())
     tracker.log_metrics(metrics)
     tracker.finish(status)

@@ -109,7 +109,7 @@ def test_html_report_renders_the_rows_in_a_browser(compared: Path, tmp_path: Pat
     assert (h100["source"], h100["p_core"], h100["timing"], h100["p_core_host"]) == ("measured", "47.46", "sync",
                                                                                      "69.65")
     assert h100["vs nvidia_a100"] == "1.55x"  # 69.65 / 45, both on the host-clock definition
-    assert len(rows) == 11
+    assert len(rows) == 12
     shot = _screenshot_dir(tmp_path) / "comparison_html.png"
     _chromium(url, tmp_path / "profile", f"--screenshot={shot}")
     assert shot.stat().st_size > 10_000
@@ -141,39 +141,53 @@ def test_mlflow_ui_opens_the_benchmark_views(ui_server: UiProcess, tracking_uri:
     """Through `accelbench ui` (one server for every page: starting one costs seconds): the saved views it prints
     open in the training layout with the benchmark's columns, grouped by accelerator, and the chart view of a case;
     then the compare view and the run pages' descriptions."""
-    table_line, *chart_lines = ui_server.view_lines(4)
-    assert table_line.startswith("benchmark table, grouped by accelerator: http://"), table_line
-    assert [line.split(":")[0] for line in chart_lines] == ["faster_rcnn", "mask_rcnn", "retinanet"]
+    table_line, *case_lines = ui_server.view_lines(7)
+    assert table_line.startswith("benchmark table, one group per case and config: http://"), table_line
+    chart_lines = case_lines[1::2]
+    assert [line.split(" charts")[0] for line in chart_lines] == ["faster_rcnn", "mask_rcnn", "retinanet"]
     client = mlflow.MlflowClient(tracking_uri)
     experiment_id = client.get_experiment_by_name("accelbench").experiment_id
-    table_url = table_line.rsplit(": ", 1)[1]
-    assert linked_filters(tracking_uri, experiment_id, table_url) == [""]  # every run
+    table_url = case_lines[0].rsplit(": ", 1)[1]  # the faster_rcnn table
+    current = f"tags.`{names.TAG_SUPERSEDED}` = 'false'"
+    assert linked_filters(tracking_uri, experiment_id, table_url) == [
+        f"tags.`{names.TAG_CASE}` = 'faster_rcnn' and {current}"]
 
     # Wide enough that the grid renders every column it was given (it draws only the visible ones).
     wide = "--window-size=3000,1000"
     text = _text(_chromium(table_url, tmp_path / "profile", "--dump-dom", wide))
-    assert "Model training" in text and "accelbench: every benchmark row, grouped by accelerator" in text
+    assert "Model training" in text and "accelbench: faster_rcnn, one group per accelerator and config" in text
     for genai_only in ("Sessions", "Judges", "Evaluation runs"):  # the GenAI layout's sidebar
         assert genai_only not in text, genai_only
     columns = text[text.index("Run Name"):text.index("Group:")]
     for column in ("p_core", "p_train", "map", "mem", names.TAG_CASE, names.TAG_VENDOR, names.TAG_TOPOLOGY,
                    names.TAG_PRECISION, names.TAG_FIX_HP, names.TAG_SOURCE):
         assert column in columns, (column, columns)
-    assert "Group by: bench.vendor" in text and "Sort: p_core" in text
-    for vendor in ("nvidia_a100", "nvidia_h100", "metax_c500", "kunlunxin_r300"):
-        assert f"Group: {vendor}" in text, vendor
+    assert "Group by: bench.vendor +5" in text and "Sort: p_core" in text
+    # one group per config: the A100's two published 1x8 rows (bs=16 and the case defaults) are two groups
+    for config in ("bench.vendor: nvidia_a100, bench.topology: 1x8, bench.precision: tf32, bench.fix_hp: /,",
+                   "bench.vendor: nvidia_a100, bench.topology: 1x8, bench.precision: tf32, bench.fix_hp: bs=16,",
+                   "bench.vendor: nvidia_h100, bench.topology: 1x1", "bench.vendor: metax_c500",
+                   "bench.vendor: kunlunxin_r300"):
+        assert f"Group: {config}" in text, config
+    assert "retinanet/" not in text and "comparison/" not in text  # one case; no comparison run
     shot = _screenshot_dir(tmp_path) / "mlflow_ui_runs.png"
     _chromium(table_url, tmp_path / "profile", f"--screenshot={shot}", "--window-size=2400,1000")
     assert shot.stat().st_size > 10_000
 
     charts_url = chart_lines[0].rsplit(": ", 1)[1]  # faster_rcnn
     assert "compareRunsMode=CHART" in charts_url
-    assert linked_filters(tracking_uri, experiment_id, charts_url) == [f"tags.`{names.TAG_CASE}` = 'faster_rcnn'"]
+    assert linked_filters(tracking_uri, experiment_id, charts_url) == [
+        f"tags.`{names.TAG_CASE}` = 'faster_rcnn' and {current}"]
     text = _text(_chromium(charts_url, tmp_path / "profile", "--dump-dom"))
     assert "Model training" in text and "Benchmark per accelerator (3)" in text
-    assert "retinanet/" not in text and "11 matching runs" in text
+    assert "retinanet/" not in text and "12 matching runs" in text
     charts = text[text.index("Benchmark per accelerator"):]
     assert all(title in charts for title in ("p_core", "map", "mem"))
+    # every bar is one config, labelled with it: the A100's two published 1x8 rows are two bars (199 and 298),
+    # never their average (248.50)
+    p_core = charts[charts.index("p_core"):charts.index(" map ")]
+    assert "199.00" in p_core and "298.00" in p_core and "248.50" not in p_core
+    assert "bench.vendor: nvidia_a100, bench.topology: 1x8, bench.precision: tf32, bench.fix_hp: /," in p_core
     shot = _screenshot_dir(tmp_path) / "mlflow_ui_charts.png"
     _chromium(charts_url, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1800,1100")
     assert shot.stat().st_size > 10_000
@@ -214,7 +228,7 @@ def _run_pages_show_the_summary_table_and_links(ui_server: str, tracking_uri: st
     header = next(r for r in page.rows if "p_core" in r)
     (row,) = [r for r in page.rows if len(r) == len(header) and r != header and "601" in r]
     assert dict(zip(header, row, strict=True))["p_core"] == "601"
-    case_filter = f"tags.`{names.TAG_CASE}` = 'faster_rcnn'"
+    case_filter = f"tags.`{names.TAG_CASE}` = 'faster_rcnn' and tags.`{names.TAG_SUPERSEDED}` = 'false'"
     assert case_filter in linked_filters(tracking_uri, experiment_id, dom)
     shot = _screenshot_dir(tmp_path) / "mlflow_ui_run_page.png"
     _chromium(url, tmp_path / "profile", f"--screenshot={shot}")

@@ -90,17 +90,25 @@ def test_ui_serves_the_store_on_loopback_only(tracking_uri: str) -> None:
                                   f"Ctrl-C stops it)"
         assert ui.url.startswith("http://127.0.0.1:")
         # Then the saved views to open, in the training layout: every row, and each case's charts.
-        table, *charts = ui.view_lines(4)
-        assert table.startswith(f"benchmark table, grouped by accelerator: {ui.url}/#/experiments/{experiment_id}/")
-        assert [line.split(":")[0] for line in charts] == ["faster_rcnn", "mask_rcnn", "retinanet"]
+        table, *per_case = ui.view_lines(7)
+        assert table.startswith(f"benchmark table, one group per case and config: {ui.url}/#/experiments/"
+                                f"{experiment_id}/")
+        tables, charts = per_case[0::2], per_case[1::2]
+        assert [line.split(":")[0] for line in tables] == ["faster_rcnn", "mask_rcnn", "retinanet"]
+        assert [line.split(":")[0] for line in charts] == [f"{c} charts, one bar per accelerator and config"
+                                                            for c in ("faster_rcnn", "mask_rcnn", "retinanet")]
         assert all("compareRunsMode=CHART" in line for line in charts)
+        assert not any("compareRunsMode" in line for line in tables)
         filters = [linked_filters(tracking_uri, experiment_id, line)[0] for line in (table, *charts)]
         current = "tags.`bench.superseded` = 'false'"  # measured rows and the newest version of each page
         assert filters == [current, *(f"tags.`bench.case` = '{case}' and {current}"
                                       for case in ("faster_rcnn", "mask_rcnn", "retinanet"))]
         state = json.loads(json.loads(mlflow.MlflowClient(tracking_uri).get_experiment(experiment_id).tags[
             VIEW_TAG_PREFIX + EVERY_RUN.key])["state"])
-        assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "bench.vendor"}]
+        # a group only ever holds repeats of one config: its average is a mean of repeats
+        assert [k["groupByData"] for k in state["groupBy"]["groupByKeys"]] == [
+            "bench.case", "bench.vendor", "bench.topology", "bench.precision", "bench.fix_hp", "bench.source",
+            "bench.page_version"]
         assert {"tags.`bench.case`", "tags.`bench.topology`", "tags.`bench.page_version`", "metrics.`p_core`",
                 "metrics.`map`", "metrics.`mem_smi`", "metrics.`mem`"} <= set(state["selectedColumns"])
         request = urllib.request.Request(f"{ui.url}/api/2.0/mlflow/runs/search", method="POST",

@@ -60,14 +60,16 @@ def view_lines(tracking_uri: str, ui_uri: str, experiment: str) -> list[str]:
     if mlflow_client.get_experiment_by_name(experiment) is None:
         return [f"  experiments: {ui_uri}/#/experiments?{'='.join(WORKFLOW_PARAMETER)}"]
     experiment_id = ensure_experiment(experiment, mlflow_client)  # an older store gains the saved view here
-    lines = [f"  benchmark table, grouped by accelerator: {ui_uri}/{EVERY_RUN.path(experiment_id)}"]
+    lines = [f"  benchmark table, one group per case and config: {ui_uri}/{EVERY_RUN.path(experiment_id)}"]
     # One small query per known case, not every run of the store read back at start-up.
     cases = [case for case in sorted(registry.listed_cases()) if mlflow_client.search_runs(
         [experiment_id], tag_clause(names.TAG_CASE, case), max_results=1)]
     views = [case_view(case) for case in cases]
     save_views(mlflow_client, experiment_id, views)
-    lines += [f"  {case}: p_core, mAP and mem charts per accelerator and topology: "
-              f"{ui_uri}/{view.path(experiment_id, charts=True)}" for case, view in zip(cases, views, strict=True)]
+    for case, view in zip(cases, views, strict=True):
+        lines += [f"  {case}: table, one group per accelerator and config: {ui_uri}/{view.path(experiment_id)}",
+                  f"  {case} charts, one bar per accelerator and config: "
+                  f"{ui_uri}/{view.path(experiment_id, charts=True)}"]
     return lines
 
 

@@ -479,7 +479,7 @@ def record_comparison_run(comparison: Comparison, report: ReportFiles, experimen
     """
     from suite.tracking.run_page import link_view, search_link
     from suite.tracking.tracker import MlflowTracker
-    from suite.tracking.views import save_views
+    from suite.tracking.views import current_rows, save_views
 
     cases = sorted(comparison.table["case"].unique())
     vendors = sorted(comparison.table["vendor"].unique())
@@ -495,7 +495,7 @@ def record_comparison_run(comparison: Comparison, report: ReportFiles, experimen
     status = "FAILED"
     try:
         # The description is set once the run exists: its links name the experiment the run landed in.
-        searches = {f"the {case} runs": tag_clause(names.TAG_CASE, case) for case in cases}
+        searches = {f"the {case} runs": current_rows(tag_clause(names.TAG_CASE, case)) for case in cases}
         per_topology = (names.TAG_TOPOLOGY,)
         if tracker.experiment_id:
             save_views(tracker.client, tracker.experiment_id,

@@ -14,7 +14,7 @@ from typing import Any
 from suite import names
 from suite.tables import markdown_table
 from suite.tracking.client import tag_clause
-from suite.tracking.views import ACCELERATOR, SavedView, current_rows, save_views
+from suite.tracking.views import CONFIG, SavedView, current_rows, save_views
 
 COMPARE_HEADING = "**Compare:**"
 SUMMARY_COLUMNS = (names.E2E_TIME, names.P_WHOLE, names.P_TRAIN, names.P_CORE, "mAP", names.MEM_SMI, names.MEM)
@@ -29,9 +29,9 @@ def search_link(experiment_id: str, text: str, filter_string: str, group_by: tup
 
 
 def link_view(text: str, filter_string: str, group_by: tuple[str, ...] = ()) -> SavedView:
-    """The saved view of a link: grouped by accelerator and source, then by `group_by` (what the filter leaves
-    open)."""
-    return SavedView(f"accelbench: {text}", filter_string, (ACCELERATOR, *group_by, names.TAG_SOURCE))
+    """The saved view of a link: one group per config (`suite.tracking.views.CONFIG`), and per `group_by` (what
+    the filter leaves open beyond a config, such as the case)."""
+    return SavedView(f"accelbench: {text}", filter_string, (*group_by, *(k for k in CONFIG if k not in group_by)))
 
 
 def _comparison_searches(case: str, topology: str) -> list[tuple[str, str, tuple[str, ...]]]:

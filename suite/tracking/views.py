@@ -8,7 +8,7 @@ Which columns the runs table shows, how runs are grouped and which charts the ch
 in the browser, except for saved views: an experiment tag `mlflow.sharedViewState.<key>` whose value is an envelope
 `{"name", "createdAt", "updatedAt", "state"}` (`state`: the view as JSON), which the UI lists under its views menu
 and opens from `?viewStateShareKey=<key>`. The suite saves one view per link it writes (a search filter with the
-benchmark's columns, grouped by accelerator, with p_core, mAP and mem charts per accelerator), keyed by a hash of
+benchmark's columns, one group per config, with p_core, mAP and mem charts per config), keyed by a hash of
 the view, so writing it again changes nothing. A URL holding a search filter of its own would make the UI ignore the
 view, so a view's filter travels inside the view.
 """
@@ -37,10 +37,13 @@ COLUMN_TAGS = (names.TAG_CASE, names.TAG_VENDOR, names.TAG_ACCELERATOR, names.TA
 COLUMN_METRICS = (names.P_CORE, names.P_TRAIN, names.P_WHOLE, names.E2E_TIME, names.MAP, names.MAP_SEGM,
                   names.MEM_SMI, names.MEM)
 CHART_METRICS = (names.P_CORE, names.MAP, names.MEM_SMI)
-# Groups are accelerators as the suite names them (one per vendor config, whatever model string the device reports:
-# the published pages spell one C500 two ways), split further by what a view's filter leaves open, so that a group's
-# average (what its chart bars show) never mixes cases, topologies, or published with measured numbers.
+# Groups are accelerators as the suite names them (one per vendor config), split by everything else that makes a
+# config: a group then only ever holds repeats of one config, and its average (what its chart bars show) is the mean
+# of repeats, never of two cases, topologies, settings, sources or page versions (the A100's two published 1x8 rows
+# once made one bar of p_core 248.5, a figure no page shows).
 ACCELERATOR = names.TAG_VENDOR
+CONFIG = (ACCELERATOR, names.TAG_TOPOLOGY, names.TAG_PRECISION, names.TAG_FIX_HP, names.TAG_SOURCE,
+          names.TAG_PAGE_VERSION)
 # Benchmark rows of the newest page versions and every measured run (older page versions are tagged superseded).
 CURRENT_ROWS = f"tags.`{names.TAG_SUPERSEDED}` = 'false'"
 
@@ -67,7 +70,7 @@ class SavedView:
 
     name: str
     search_filter: str = ""
-    group_by: tuple[str, ...] = (ACCELERATOR,)
+    group_by: tuple[str, ...] = (names.TAG_CASE, *CONFIG)
 
     def state(self) -> dict[str, Any]:
         section = "accelbench"
@@ -111,16 +114,16 @@ class SavedView:
         return runs_path(experiment_id, **parameters)
 
 
-EVERY_RUN = SavedView("accelbench: every benchmark row, grouped by accelerator", CURRENT_ROWS)
+EVERY_RUN = SavedView("accelbench: every benchmark row, one group per case and config", CURRENT_ROWS)
 
 
 def case_view(case: str) -> SavedView:
-    """Every row of one case, one group (one bar in the charts) per accelerator, topology and source."""
+    """Every row of one case, one group (one bar in the charts) per config: accelerator, topology, precision,
+    settings, source and page version."""
     from suite.tracking.client import tag_clause
 
-    return SavedView(f"accelbench: {case} per accelerator and topology",
-                     current_rows(tag_clause(names.TAG_CASE, case)),
-                     (ACCELERATOR, names.TAG_TOPOLOGY, names.TAG_SOURCE))
+    return SavedView(f"accelbench: {case}, one group per accelerator and config",
+                     current_rows(tag_clause(names.TAG_CASE, case)), CONFIG)
 
 
 def save_views(client: Any, experiment_id: str, views: Iterable[SavedView]) -> None:
