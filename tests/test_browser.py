@@ -242,3 +242,14 @@ def _run_pages_show_the_summary_table_and_links(ui_server: str, tracking_uri: st
     vendors = {dict(zip(header, r, strict=True))["vendor"] for r in rows if len(r) == len(header) and r != header}
     assert {"nvidia_a100", "nvidia_h100", "kunlunxin_r300"} <= vendors
     assert linked_filters(tracking_uri, experiment_id, dom) == [case_filter]
+    # the charts are on the page itself, at the top of the description, served from the run's artifacts
+    for chart in ("throughput", "map", "mem", "scaling"):
+        assert f'src="get-artifact?path={chart}_faster_rcnn.png&amp;run_uuid={comparison.info.run_id}"' in dom, chart
+    with urllib.request.urlopen(f"{ui_server}/get-artifact?path=scaling_faster_rcnn.png&run_uuid="
+                                f"{comparison.info.run_id}", timeout=30) as response:
+        assert response.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert comparison.data.metrics["accelerators"] == 4 and comparison.data.metrics["cases"] == 1
+    shot = _screenshot_dir(tmp_path) / "mlflow_ui_comparison_run.png"
+    _chromium(f"{ui_server}/#/experiments/{experiment_id}/runs/{comparison.info.run_id}", tmp_path / "profile",
+              f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000

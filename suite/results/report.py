@@ -7,7 +7,11 @@ Outputs (all written to one folder and logged as artifacts of a run tagged `benc
     throughput_<case>.png      p_core per accelerator and topology
     map_<case>.png             final mAP per accelerator and topology (the C500 and R300 pages publish only mAP
     mem_<case>.png             and mem: these put them in the pictures too); memory in GiB
+    scaling_<case>.png         p_core and p_train against devices, each series with its linear-scaling line
     map_curves_<case>.png      mAP per epoch of measured runs, published final mAPs as dashed lines
+
+Every chart gives an accelerator one colour and a source/settings one hatch or marker (`series_styles`), the same
+in every chart of every report.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import base64
 import html
 import math
 import textwrap
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -472,6 +477,14 @@ def write_report(comparison: Comparison, folder: Path, tracking_uri: str | None 
     return report
 
 
+def chart_images(report: ReportFiles, run_id: str) -> str:
+    """Markdown images of the report's charts, served by the tracking server from the run's artifacts, so the run's
+    page shows them at the top of its description without unfolding the artifacts."""
+    images = [f"![{path.stem}](get-artifact?path={urllib.parse.quote(path.name)}&run_uuid={run_id})"
+              for path in report.files if path.suffix == ".png"]
+    return " ".join(images) + "\n\n" if images else ""
+
+
 def record_comparison_run(comparison: Comparison, report: ReportFiles, experiment: str) -> str:
     """One run tagged bench.kind=comparison holding the report files; its description is the Markdown table.
 
@@ -502,10 +515,14 @@ def record_comparison_run(comparison: Comparison, report: ReportFiles, experimen
                        [link_view(t, s, per_topology) for t, s in searches.items()])
         links = " · ".join(search_link(tracker.experiment_id or "0", text, search, per_topology)
                            for text, search in searches.items())
-        tracker.set_tags({names.TAG_DESCRIPTION: f"**Runs compared:** {links}\n\n{description}"})
+        charts = chart_images(report, tracker.run_id)
+        tracker.set_tags({names.TAG_DESCRIPTION: f"**Runs compared:** {links}\n\n{charts}{description}"})
         flagged = int((comparison.table["implausible"] != "").sum()) if "implausible" in comparison.table else 0
-        tracker.log_metrics({"compared_runs": len(comparison.runs), "table_rows": len(comparison.table),
-                             "implausible_rows": flagged})
+        table = comparison.table
+        tracker.log_metrics({"compared_runs": len(comparison.runs), "table_rows": len(table),
+                             "implausible_rows": flagged, "cases": len(cases), "accelerators": len(vendors),
+                             "published_rows": int((table["source"] == names.SOURCE_PUBLISHED).sum()),
+                             "measured_rows": int((table["source"] == names.SOURCE_MEASURED).sum())})
         for path in report.files:
             tracker.log_artifact(path)
         status = "FINISHED"
