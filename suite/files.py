@@ -18,6 +18,7 @@ CONFIG_FILE_LIMIT = 4 * MIB  # a config layer or a published page is a few KB
 JOURNAL_FILE_LIMIT = 512 * MIB  # a spooled run's journal: one line per logged value
 EVENT_LOG_LIMIT = 512 * MIB
 ANNOTATION_FILE_LIMIT = 4096 * MIB  # COCO's train2017 instances file is 448 MB
+CHUNK = MIB  # what a file that grows while it is read adds is read this much at a time
 
 
 class UnreadableFileError(Exception):
@@ -36,10 +37,12 @@ def _size(limit: int) -> str:
     return f"{limit // MIB} MiB" if limit >= MIB else f"{limit // KIB} KiB"
 
 
-CHUNK = MIB
-
-
 def _read(path: Path, limit: int) -> bytearray:
+    """The content of the regular file at `path`, at most `limit` bytes, or UnreadableFileError.
+
+    The file is opened without blocking (a FIFO's open would wait for a writer), checked on the open descriptor
+    (no race with a rename), and read no further than the limit even if it grows meanwhile.
+    """
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as error:
@@ -70,17 +73,9 @@ def _read(path: Path, limit: int) -> bytearray:
     return content
 
 
-def read_bytes(path: Path, *, limit: int) -> bytes:
-    """The content of the regular file at `path`, at most `limit` bytes, or UnreadableFileError.
-
-    The file is opened without blocking (a FIFO's open would wait for a writer), checked on the open descriptor
-    (no race with a rename), and read no further than the limit even if it grows meanwhile.
-    """
-    return bytes(_read(path, limit))
-
-
 def read_text(path: Path, *, limit: int) -> str:
-    """`read_bytes` decoded as UTF-8; undecodable bytes are an UnreadableFileError naming the first one."""
+    """The regular file at `path` (at most `limit` bytes) as UTF-8 text, or UnreadableFileError: not a regular
+    file, larger than the limit, unreadable, or not UTF-8 (naming the first undecodable byte)."""
     content = _read(path, limit)
     try:
         return content.decode("utf-8")

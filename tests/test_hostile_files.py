@@ -76,4 +76,4 @@ def test_a_file_is_read_up_to_its_limit_and_refused_one_byte_over(tmp_path: Path
     path.write_bytes(b"a" * 2049)
     assert files.read_text(path, limit=2049) == "a" * 2049
     with pytest.raises(files.UnreadableFileError, match="larger than the 2 KiB"):
-        files.read_bytes(path, limit=2048)
+        files.read_text(path, limit=2048)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from suite import files
+from suite import files, processes
 from suite.cache import cache_dir
 from suite.errors import DataError
 from suite.progress import Progress
@@ -351,11 +351,12 @@ def _write(folder: Path, arrays: dict[str, np.ndarray]) -> None:
         recorded = {}
         for name, array in arrays.items():
             path = staging / f"{name}.npy"
+            contiguous = np.ascontiguousarray(array)
             with path.open("wb") as handle:
-                np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+                np.save(handle, contiguous, allow_pickle=False)
                 handle.flush()
                 os.fsync(handle.fileno())
-            recorded[name] = {"shape": list(array.shape), "dtype": np.ascontiguousarray(array).dtype.str,
+            recorded[name] = {"shape": list(contiguous.shape), "dtype": contiguous.dtype.str,
                               "bytes": path.stat().st_size, "sha256": sha256_of(path)}
         with (staging / MANIFEST).open("w", encoding="utf-8") as handle:
             json.dump({"format": FORMAT, "arrays": recorded}, handle, indent=1)
@@ -376,19 +377,9 @@ def _remove_stale_staging(parent: Path) -> None:
         if not entry.is_dir() or len(parts) < 3 or not parts[-2].isdigit():
             continue
         with contextlib.suppress(OSError):
-            if not _alive(int(parts[-2])) or time.time() - entry.stat().st_mtime > STALE_STAGING_S:
+            if not processes.alive(int(parts[-2])) or time.time() - entry.stat().st_mtime > STALE_STAGING_S:
                 shutil.rmtree(entry, ignore_errors=True)
                 logger.info("removed %s, left by a builder that did not finish", entry)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _unwritable(folder: Path, error: Exception) -> None:

@@ -85,17 +85,20 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _counted(items: Sequence[Any], progress: Progress | None,
+             chunk: int = PROGRESS_CHUNK) -> Iterator[tuple[int, Any]]:
+    """(index, item) of each item, reported to `progress` every `chunk` items, not every one (real COCO train has
+    ~1M records)."""
+    for index, item in enumerate(items):
+        if progress is not None and index and index % chunk == 0:
+            progress.update(chunk)
+        yield index, item
+    if progress is not None:
+        progress.update(len(items) % chunk or (chunk if items else 0))
+
+
 def check_annotations(document: Any, source: Path, progress: Progress | None = None) -> None:
     """Every field the loader and the evaluator rely on, with the kind of value they need (COCO's format)."""
-    def checked(items: list[Any]) -> Iterator[tuple[int, Any]]:
-        # Real COCO train has ~1M records: report every PROGRESS_CHUNK, not every record.
-        for index, item in enumerate(items):
-            if progress is not None and index and index % PROGRESS_CHUNK == 0:
-                progress.update(PROGRESS_CHUNK)
-            yield index, item
-        if progress is not None:
-            progress.update(len(items) % PROGRESS_CHUNK or (PROGRESS_CHUNK if items else 0))
-
     if not isinstance(document, dict):
         raise DataError(f"{source}: expected a JSON object with {', '.join(REQUIRED_KEYS)}")
     for key in REQUIRED_KEYS:
@@ -104,7 +107,7 @@ def check_annotations(document: Any, source: Path, progress: Progress | None = N
     if not document["images"]:
         raise DataError(f"{source}: 'images' is empty")
     image_sizes: dict[int, tuple[Any, Any]] = {}  # id -> (height, width), as an RLE's size lists them
-    for index, image in checked(document["images"]):
+    for index, image in _counted(document["images"], progress):
         where = f"{source}: images[{index}]"
         if not isinstance(image, dict) or not all(k in image for k in ("id", "file_name", "width", "height")):
             raise DataError(f"{where} needs id, file_name, width and height")
@@ -122,14 +125,14 @@ def check_annotations(document: Any, source: Path, progress: Progress | None = N
                             f"pixels an image may have")
         image_sizes[image["id"]] = (image["height"], image["width"])
     category_ids = set()
-    for index, category in checked(document["categories"]):
+    for index, category in _counted(document["categories"], progress):
         if not isinstance(category, dict) or not _is_id(category.get("id")):
             raise DataError(f"{source}: categories[{index}] needs an integer id")
         category_ids.add(category["id"])
     # pycocotools indexes annotations by id: two with one id make the evaluator score one of them twice and lose
     # the other (ground truth scored against itself gave mAP 0.878, not 1.0).
     annotation_ids: set[int] = set()
-    for index, ann in checked(document["annotations"]):
+    for index, ann in _counted(document["annotations"], progress):
         where = f"{source}: annotations[{index}]"
         if not isinstance(ann, dict) or not all(k in ann for k in ("id", "image_id", "category_id", "bbox")):
             raise DataError(f"{where} needs id, image_id, category_id and bbox")
@@ -223,7 +226,8 @@ def check_image_headers(dataset: CocoDetection) -> None:
         return
     arrays = dataset.index.arrays
     with Progress(f"checking {dataset.image_dir.name} image headers", len(rows), unit="images") as progress:
-        for count, (row, name) in enumerate(zip(rows, names, strict=True), 1):
+        # a header read costs a file open: progress every 1,000 images
+        for _, (row, name) in _counted(list(zip(rows, names, strict=True)), progress, chunk=1000):
             path = dataset.image_dir / name
             expected = (_whole(arrays["width"][row]), _whole(arrays["height"][row]))
             try:
@@ -239,9 +243,6 @@ def check_image_headers(dataset: CocoDetection) -> None:
             if size != expected:
                 raise DataError(f"{path}: the image is {size[0]}x{size[1]}, its annotation in "
                                 f"{dataset.annotation_file.name} says {expected[0]}x{expected[1]}")
-            if count % 1000 == 0:
-                progress.update(1000)
-        progress.update(len(rows) % 1000)
     if marker is not None:
         with contextlib.suppress(OSError):  # a read-only cache: the check runs again next time, nothing worse
             marker.write_text("checked\n")

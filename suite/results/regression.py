@@ -28,6 +28,7 @@ from suite import names
 from suite.errors import DataError, UnknownNameError
 from suite.results.definitions import counterpart
 from suite.results.query import runs
+from suite.results.scaling import relative_spread
 from suite.tracking.client import tag_clause
 
 DEFAULT_THRESHOLD = 0.05
@@ -197,7 +198,7 @@ def gate(client: Any, candidate_id: str, baseline_spec: str, default_threshold: 
             continue  # no relative change from zero (mAP on synthetic smoke data)
         mine = candidate.data.metrics[candidate_metric]
         change = (mine - base) / abs(base) if metric in HIGHER_IS_BETTER else (base - mine) / abs(base)
-        spread = (max(values) - min(values)) / abs(base) if len(values) > 1 else None
+        spread = relative_spread(values)
         threshold = min(max(spread or 0.0, default_threshold), max_threshold)
         shown = metric if candidate_metric == metric else f"{metric} ({DEFINITION_LABELS[candidate_metric]})"
         checks.append(Check(shown, base, mine, change, threshold, len(values), spread, max_threshold))

@@ -236,9 +236,13 @@ def _pyplot() -> Any:
 
 def _save(fig: Any, ax: Any, title: str, path: Path) -> Path:
     ax.set_title(title)
-    if ax.get_legend_handles_labels()[0]:
-        # beside the plot, never over a bar or a line
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return _write_figure(fig, ax, path)
+
+
+def _write_figure(fig: Any, legend_ax: Any, path: Path) -> Path:
+    """`legend_ax`'s legend beside the plot (never over a bar or a line), then the figure as a PNG at `path`."""
+    if legend_ax.get_legend_handles_labels()[0]:
+        legend_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     _pyplot().close(fig)
@@ -276,11 +280,14 @@ def accelerator_color(vendor: str) -> str:
 def series_styles(table: pd.DataFrame) -> dict[str, SeriesStyle]:
     """{series label: style} for every row of the comparison: colour from the vendor, hatch and marker from the
     source and settings (published rows first), so one config looks the same in every chart."""
-    variants = sorted({(r["source"] != names.SOURCE_PUBLISHED, r["precision"], _text(r["fix_hp"], "/"))
-                       for r in table.to_dict("records")})
+    def variant(r: dict[str, Any]) -> tuple[bool, str, str]:
+        return r["source"] != names.SOURCE_PUBLISHED, r["precision"], _text(r["fix_hp"], "/")
+
+    rows = table.to_dict("records")
+    variants = sorted({variant(r) for r in rows})
     styles = {}
-    for r in table.to_dict("records"):
-        index = variants.index((r["source"] != names.SOURCE_PUBLISHED, r["precision"], _text(r["fix_hp"], "/")))
+    for r in rows:
+        index = variants.index(variant(r))
         styles[_series_label(r)] = SeriesStyle(accelerator_color(r["vendor"]), HATCHES[index % len(HATCHES)],
                                                MARKERS[index % len(MARKERS)])
     return styles
@@ -339,8 +346,7 @@ def scaling_chart(table: pd.DataFrame, case: str, path: Path,
     if not drawn:
         return None
     styles = styles or series_styles(table)
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(drawn), figsize=(6.2 * len(drawn), 4.4), squeeze=False)
+    fig, axes = _pyplot().subplots(1, len(drawn), figsize=(6.2 * len(drawn), 4.4), squeeze=False)
     devices = sorted({d for s in drawn.values() for points in s.values() for d in points})
     for ax, (metric, lines) in zip(axes[0], drawn.items(), strict=True):
         for label, points in lines.items():
@@ -358,12 +364,8 @@ def scaling_chart(table: pd.DataFrame, case: str, path: Path,
         ax.set_xlabel("devices (nodes x devices per node)")
         ax.set_ylabel(f"{metric} (images/s)")
         ax.set_title(f"{metric}; dotted: linear scaling from the smallest topology", fontsize=9)
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.suptitle(f"{case}: throughput against devices")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _write_figure(fig, axes[0][-1], path)
 
 
 def map_chart(table: pd.DataFrame, history: pd.DataFrame, runs: pd.DataFrame, case: str, path: Path) -> Path | None:
@@ -458,12 +460,12 @@ def write_report(comparison: Comparison, folder: Path, tracking_uri: str | None 
     folder.mkdir(parents=True, exist_ok=True)
     report = ReportFiles(folder)
     charts: dict[str, list[Path]] = {}
+    styles = series_styles(comparison.table)  # one look per config across every case's charts
     for case, table in comparison.table.groupby("case", sort=False):
         case_runs = comparison.runs[comparison.runs["case"] == case]
         curve_runs = case_runs[(case_runs["source"] == names.SOURCE_MEASURED)
                                & case_runs["mode"].isin(["convergence", "smoke"])].head(MAX_CURVE_RUNS)
         history = map_history(list(curve_runs["run_id"]), tracking_uri)
-        styles = series_styles(comparison.table)  # one look per config across every case's charts
         made = [*(bar_chart(table, case, metric, label, folder / f"{prefix}_{case}.png", styles)
                   for prefix, metric, label in BAR_CHARTS),
                 scaling_chart(table, case, folder / f"scaling_{case}.png", styles),
@@ -517,10 +519,10 @@ def record_comparison_run(comparison: Comparison, report: ReportFiles, experimen
                            for text, search in searches.items())
         charts = chart_images(report, tracker.run_id)
         tracker.set_tags({names.TAG_DESCRIPTION: f"**Runs compared:** {links}\n\n{charts}{description}"})
-        flagged = int((comparison.table["implausible"] != "").sum()) if "implausible" in comparison.table else 0
         table = comparison.table
         tracker.log_metrics({"compared_runs": len(comparison.runs), "table_rows": len(table),
-                             "implausible_rows": flagged, "cases": len(cases), "accelerators": len(vendors),
+                             "implausible_rows": int((table["implausible"] != "").sum()),
+                             "cases": len(cases), "accelerators": len(vendors),
                              "published_rows": int((table["source"] == names.SOURCE_PUBLISHED).sum()),
                              "measured_rows": int((table["source"] == names.SOURCE_MEASURED).sum())})
         for path in report.files:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from suite import processes
 from suite.cache import cache_dir
 from suite.errors import DataError
 
@@ -67,24 +68,16 @@ def _open(path: Path) -> int:
 
 
 def _holder(descriptor: int) -> str:
-    """Who holds the lock, as its holder wrote it: "pid 123 on host since 2026-12-04T10:00:00" (or "unknown")."""
-    with contextlib.suppress(OSError):
+    """Who holds the lock, as its holder wrote it: "pid 123, stopped since 2026-12-04T10:00:00+00:00" (", stopped"
+    only when it is), or "an unknown process"."""
+    with contextlib.suppress(OSError, ValueError):
         text = os.pread(descriptor, 200, 0).decode("utf-8", "replace").strip()
         fields = dict(item.split("=", 1) for item in text.split() if "=" in item)
         if "pid" in fields:
-            pid = fields["pid"]
-            state = _process_state(pid)
+            pid = int(fields["pid"])
+            state = ", stopped" if processes.stopped(pid) else ""
             return f"pid {pid}{state} since {fields.get('since', '?')}"
     return "an unknown process"
-
-
-def _process_state(pid: str) -> str:
-    """", stopped" when the holder is a stopped process on this host (it will not let go until continued)."""
-    with contextlib.suppress(OSError, IndexError):
-        status = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if status in ("T", "t"):
-            return ", stopped"
-    return ""
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from suite import files, names
+from suite import files, names, processes
 from suite.errors import DataError, RunError, one_line
 from suite.redaction import redact_uri
 from suite.tracking.client import client as mlflow_client
@@ -372,12 +372,9 @@ def _alive(record: dict[str, Any]) -> bool:
     if record.get("host") != socket.gethostname():
         return False
     try:
-        os.kill(int(record["pid"]), 0)
-    except (ProcessLookupError, KeyError, ValueError, TypeError):
+        return processes.alive(int(record["pid"]))
+    except (KeyError, ValueError, TypeError):
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def pending(root: Path) -> list[Path]:
