@@ -10,12 +10,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from suite import names
+from suite.colors import accelerator_color
 from suite.topology import parse_topology
 
 
 def number_text(value: float) -> str:
     """A number as the published pages print it: 16, not 16.0; 0.16 as is."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def run_name(case: str, vendor: str, topology: str, source: str = names.SOURCE_MEASURED, fix_hp: str = "/",
+             version: str | None = None) -> str:
+    """A benchmark row's MLflow run name: accelerator, topology and source first (what tells rows apart in a table
+    of one case, in the few characters a runs table's name column shows), the case last.
+
+    `nvidia_a100 1x8 published fix_hp 1b5a0303 · faster_rcnn`, `cpu 1x1 measured · retinanet`.
+    """
+    settings = "" if fix_hp == "/" else " fix_hp"
+    page = f" {version}" if version else ""
+    return f"{vendor} {topology} {source}{settings}{page} · {case}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,10 @@ class RowIdentity:
                    bs=config.hp.bs, lr=config.hp.lr)
 
     @property
+    def run_name(self) -> str:
+        return run_name(self.case, self.vendor, self.topology, self.source, self.fix_hp)
+
+    @property
     def world_size(self) -> int:
         return parse_topology(self.topology).world_size
 
@@ -61,6 +78,7 @@ class RowIdentity:
             names.TAG_MODE: self.mode,
             names.TAG_SOURCE: self.source,
             names.TAG_ROUND: str(self.round),
+            names.TAG_RUN_COLOR: accelerator_color(self.vendor),
         }
         if self.config_hash:
             tags[names.TAG_CONFIG_HASH] = self.config_hash

@@ -132,12 +132,14 @@ KIND_MATRIX = "matrix"
 TAG_BASELINE = "bench.baseline"
 TAG_VENDORS = "bench.vendors"
 TAG_DESCRIPTION = "mlflow.note.content"
+TAG_RUN_COLOR = "mlflow.runColor"  # the MLflow UI draws a run in this colour (suite.colors: its accelerator's)
 
 # Artifacts.
 ARTIFACT_CONFIG = "config/resolved.yaml"
 ARTIFACT_PROVENANCE = "config/provenance.yaml"
 ARTIFACT_ENVIRONMENT = "environment.json"
 ARTIFACT_EVENTS = "events.jsonl"
+ARTIFACT_REPORT_HTML = "comparison.html"  # a comparison run's whole report in one file, opened by its page's link
 ARTIFACT_EVAL = "eval.json"
 
 # Event log keys (MLPerf mllog vocabulary).

@@ -134,7 +134,9 @@ def linked_filters(tracking_uri: str, experiment_id: str, text: str) -> list[str
     from suite.tracking.views import VIEW_TAG_PREFIX
 
     tags = mlflow.MlflowClient(tracking_uri).get_experiment(experiment_id).tags
-    links = re.findall(rf"#/experiments/{experiment_id}/runs\?([^)\s\"]+)", text)
+    # the saved views' links (MLflow's own links, such as its breadcrumb's, carry no view)
+    links = [link for link in re.findall(rf"#/experiments/{experiment_id}/runs\?([^)\s\"]+)", text)
+             if "viewStateShareKey=" in link]
     assert links, text
     filters = []
     for query in links:
@@ -155,7 +157,7 @@ def record_run(*, vendor: str, topology: str, metrics: dict[str, float], round_i
     identity = RowIdentity(case=case, vendor=vendor, accelerator=vendor.upper(), topology=topology,
                            precision=precision, fix_hp=fix_hp, mode=mode, round=round_index, config_hash=config_hash,
                            bs=bs, lr=lr)
-    tracker = MlflowTracker.start(experiment=experiment, run_name=f"{case}/{vendor}/{topology}",
+    tracker = MlflowTracker.start(experiment=experiment, run_name=identity.run_name,
                                   tags={**identity.tags(), names.TAG_STATUS: status,
                                         names.TAG_SUPERSEDED: "false"})  # as suite.tracking.record tags a run
     tracker.log_params(identity.params())

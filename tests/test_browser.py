@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +21,8 @@ import mlflow
 import pytest
 
 from suite import names
+from suite.colors import accelerator_color
+from suite.tracking.views import run_path
 from tests.helpers import UiProcess, invoke, linked_filters, record_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -141,7 +144,7 @@ def test_mlflow_ui_opens_the_benchmark_views(ui_server: UiProcess, tracking_uri:
     """Through `accelbench ui` (one server for every page: starting one costs seconds): the saved views it prints
     open in the training layout with the benchmark's columns, grouped by accelerator, and the chart view of a case;
     then the compare view and the run pages' descriptions."""
-    table_line, *case_lines = ui_server.view_lines(7)
+    table_line, *case_lines, report_line = ui_server.view_lines(8)
     assert table_line.startswith("benchmark table, one group per case and config: http://"), table_line
     chart_lines = case_lines[1::2]
     assert [line.split(" charts")[0] for line in chart_lines] == ["faster_rcnn", "mask_rcnn", "retinanet"]
@@ -154,7 +157,8 @@ def test_mlflow_ui_opens_the_benchmark_views(ui_server: UiProcess, tracking_uri:
 
     # Wide enough that the grid renders every column it was given (it draws only the visible ones).
     wide = "--window-size=3000,1000"
-    text = _text(_chromium(table_url, tmp_path / "profile", "--dump-dom", wide))
+    dom = _chromium(table_url, tmp_path / "profile", "--dump-dom", wide)
+    text = _text(dom)
     assert "Model training" in text and "accelbench: faster_rcnn, one group per accelerator and config" in text
     for genai_only in ("Sessions", "Judges", "Evaluation runs"):  # the GenAI layout's sidebar
         assert genai_only not in text, genai_only
@@ -162,6 +166,15 @@ def test_mlflow_ui_opens_the_benchmark_views(ui_server: UiProcess, tracking_uri:
     for column in ("p_core", "p_train", "map", "mem", names.TAG_CASE, names.TAG_VENDOR, names.TAG_TOPOLOGY,
                    names.TAG_PRECISION, names.TAG_FIX_HP, names.TAG_SOURCE):
         assert column in columns, (column, columns)
+    # the row's identity first, then its figures (MLflow's own order is metrics, then tags); the grid writes its
+    # header cells in creation order and gives each its place on screen in aria-colindex
+    placed = sorted((int(index), column) for index, column in re.findall(
+        r'role="columnheader"[^>]*aria-colindex="(\d+)" col-id="([^"]+`)"', dom))
+    shown = [column for _, column in placed]
+    assert shown[:3] == ["attributes.`Run Name`", f"tags.`{names.TAG_CASE}`", f"tags.`{names.TAG_VENDOR}`"], shown
+    assert shown.index(f"tags.`{names.TAG_PAGE_VERSION}`") < shown.index("metrics.`p_core`"), shown
+    # run names say accelerator, topology and source first
+    assert "nvidia_a100 1x8 published fix_hp seed · faster_rcnn" in text
     assert "Group by: bench.vendor +5" in text and "Sort: p_core" in text
     # one group per config: the A100's two published 1x8 rows (bs=16 and the case defaults) are two groups
     for config in ("bench.vendor: nvidia_a100, bench.topology: 1x8, bench.precision: tf32, bench.fix_hp: /,",
@@ -169,30 +182,51 @@ def test_mlflow_ui_opens_the_benchmark_views(ui_server: UiProcess, tracking_uri:
                    "bench.vendor: nvidia_h100, bench.topology: 1x1", "bench.vendor: metax_c500",
                    "bench.vendor: kunlunxin_r300"):
         assert f"Group: {config}" in text, config
-    assert "retinanet/" not in text and "comparison/" not in text  # one case; no comparison run
+    assert "· retinanet" not in text and "comparison/" not in text  # one case; no comparison run
     shot = _screenshot_dir(tmp_path) / "mlflow_ui_runs.png"
-    _chromium(table_url, tmp_path / "profile", f"--screenshot={shot}", "--window-size=2400,1000")
+    _chromium(table_url, tmp_path / "profile", f"--screenshot={shot}")
     assert shot.stat().st_size > 10_000
 
     charts_url = chart_lines[0].rsplit(": ", 1)[1]  # faster_rcnn
     assert "compareRunsMode=CHART" in charts_url
     assert linked_filters(tracking_uri, experiment_id, charts_url) == [
         f"tags.`{names.TAG_CASE}` = 'faster_rcnn' and {current}"]
-    text = _text(_chromium(charts_url, tmp_path / "profile", "--dump-dom"))
-    assert "Model training" in text and "Benchmark per accelerator (3)" in text
-    assert "retinanet/" not in text and "12 matching runs" in text
-    charts = text[text.index("Benchmark per accelerator"):]
-    assert all(title in charts for title in ("p_core", "map", "mem"))
-    # every bar is one config, labelled with it: the A100's two published 1x8 rows are two bars (199 and 298),
+    dom = _chromium(charts_url, tmp_path / "profile", "--dump-dom")
+    text = _text(dom)
+    assert "Model training" in text and "Benchmark per run, coloured by accelerator (3)" in text
+    assert "· retinanet" not in text and "12 matching runs" in text
+    charts = text[text.index("Benchmark per run"):]
+    assert "p_core" in charts
+    # every bar is one run, named in the legend: the A100's two published 1x8 rows are two bars (199 and 298),
     # never their average (248.50)
-    p_core = charts[charts.index("p_core"):charts.index(" map ")]
+    p_core = charts[charts.index("p_core"):]
     assert "199.00" in p_core and "298.00" in p_core and "248.50" not in p_core
-    assert "bench.vendor: nvidia_a100, bench.topology: 1x8, bench.precision: tf32, bench.fix_hp: /," in p_core
+    assert "nvidia_a100 1x8 published seed · faster_rcnn" in p_core
+    # and drawn in its accelerator's colour (the runs' mlflow.runColor tag), the report's colour for it
+    fills = set(re.findall(r"fill: (rgb\([^)]*\))", dom))
+    for vendor in ("nvidia_a100", "nvidia_h100"):
+        red, green, blue = (int(accelerator_color(vendor)[i:i + 2], 16) for i in (1, 3, 5))
+        assert f"rgb({red}, {green}, {blue})" in fills, (vendor, fills)
     shot = _screenshot_dir(tmp_path) / "mlflow_ui_charts.png"
-    _chromium(charts_url, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1800,1100")
+    _chromium(charts_url, tmp_path / "profile", f"--screenshot={shot}")
     assert shot.stat().st_size > 10_000
 
     _run_pages_show_the_summary_table_and_links(ui_server.url, tracking_uri, tmp_path)
+
+    # The comparison run's whole report, as `accelbench ui` links it: the HTML file shown in the run's page
+    assert report_line.startswith("newest comparison report (comparison/faster_rcnn): http://"), report_line
+    report_url = report_line.rsplit(": ", 1)[1]
+    assert report_url.endswith("/artifacts/comparison.html?workflowType=machine_learning"), report_url
+    dom = _chromium(report_url, tmp_path / "profile", "--dump-dom")
+    assert 'class="mlflow-html-iframe"' in dom and "Model training" in _text(dom)
+    shot = _screenshot_dir(tmp_path) / "mlflow_ui_comparison_report.png"
+    _chromium(report_url, tmp_path / "profile", f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000
+
+    # MLflow's home page, then the experiment: the layout is the sidebar switch's (GenAI in a new browser)
+    shot = _screenshot_dir(tmp_path) / "mlflow_ui_experiment_from_home.png"
+    _chromium(f"{ui_server.url}/#/experiments/{experiment_id}", tmp_path / "fresh-profile", f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000
     ui_url = ui_server.url
 
     # The compare view of two runs shows their p_core side by side.
@@ -222,8 +256,9 @@ def _run_pages_show_the_summary_table_and_links(ui_server: str, tracking_uri: st
     (published,) = client.search_runs([experiment_id], f"tags.`{names.TAG_VENDOR}` = 'nvidia_a100' and "
                                       f"tags.`{names.TAG_CASE}` = 'faster_rcnn' and "
                                       f"tags.`{names.TAG_TOPOLOGY}` = '2x8'")
-    url = f"{ui_server}/#/experiments/{experiment_id}/runs/{published.info.run_id}"
+    url = f"{ui_server}/{run_path(experiment_id, published.info.run_id)}"
     dom = _chromium(url, tmp_path / "profile", "--dump-dom")
+    assert "Model training" in _text(dom) and "Sessions" not in _text(dom)  # the training layout
     page = _parse(dom)
     header = next(r for r in page.rows if "p_core" in r)
     (row,) = [r for r in page.rows if len(r) == len(header) and r != header and "601" in r]
@@ -234,9 +269,17 @@ def _run_pages_show_the_summary_table_and_links(ui_server: str, tracking_uri: st
     _chromium(url, tmp_path / "profile", f"--screenshot={shot}")
     assert shot.stat().st_size > 10_000
 
+    (measured,) = client.search_runs([experiment_id], f"tags.`{names.TAG_VENDOR}` = 'nvidia_h100'")
+    url = f"{ui_server}/{run_path(experiment_id, measured.info.run_id)}"
+    text = _text(_chromium(url, tmp_path / "profile", "--dump-dom"))
+    assert "Model training" in text and "nvidia_h100 1x1 measured fix_hp · faster_rcnn" in text
+    shot = _screenshot_dir(tmp_path) / "mlflow_ui_measured_run_page.png"
+    _chromium(url, tmp_path / "profile", f"--screenshot={shot}")
+
     (comparison,) = client.search_runs([experiment_id], f"tags.`{names.TAG_KIND}` = '{names.KIND_COMPARISON}'")
-    dom = _chromium(f"{ui_server}/#/experiments/{experiment_id}/runs/{comparison.info.run_id}", tmp_path / "profile",
+    dom = _chromium(f"{ui_server}/{run_path(experiment_id, comparison.info.run_id)}", tmp_path / "profile",
                     "--dump-dom")
+    assert "The whole report: table and charts" in _text(dom)  # its first line, above MLflow's fold
     rows = _parse(dom).rows
     header = next(r for r in rows if "vendor" in r and "p_core" in r)
     vendors = {dict(zip(header, r, strict=True))["vendor"] for r in rows if len(r) == len(header) and r != header}
@@ -250,6 +293,6 @@ def _run_pages_show_the_summary_table_and_links(ui_server: str, tracking_uri: st
         assert response.read(8) == b"\x89PNG\r\n\x1a\n"
     assert comparison.data.metrics["accelerators"] == 4 and comparison.data.metrics["cases"] == 1
     shot = _screenshot_dir(tmp_path) / "mlflow_ui_comparison_run.png"
-    _chromium(f"{ui_server}/#/experiments/{experiment_id}/runs/{comparison.info.run_id}", tmp_path / "profile",
+    _chromium(f"{ui_server}/{run_path(experiment_id, comparison.info.run_id)}", tmp_path / "profile",
               f"--screenshot={shot}")
     assert shot.stat().st_size > 10_000

@@ -198,16 +198,25 @@ def test_a_password_in_the_tracking_uri_is_never_written(tmp_path: Path) -> None
 
 
 def test_no_console_line_of_a_run_or_a_sync_shows_the_password(mlflow_server: MlflowServer) -> None:
-    """MLflow itself prints "View run ... at: <uri>" straight to stdout; the console script masks that too."""
+    """MLflow itself prints "View run ... at: <uri>" straight to stdout where a user turns it back on; the console
+    script masks that too. The suite's own link to the run's page has no user or password and opens the training
+    layout."""
     secret = "s3cr3t-pw"
     folder = _offline_run()  # for `sync` to upload
     uri = mlflow_server.uri.replace("http://", f"http://alice:{secret}@")
-    ran = run_cli(*LIGHT_RUN, env={"MLFLOW_TRACKING_URI": uri})
-    synced = run_cli("sync", str(folder), env={"MLFLOW_TRACKING_URI": uri})
+    mlflow_prints = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "false"}
+    ran = run_cli(*LIGHT_RUN, env=mlflow_prints)
+    synced = run_cli("sync", str(folder), env=mlflow_prints)
     for done in (ran, synced):
         assert done.returncode == 0, done.stderr[-3000:]
         assert "View run" in done.stdout + done.stderr  # MLflow's line is there, masked
         assert secret not in done.stdout + done.stderr and "alice:***@127.0.0.1" in done.stdout + done.stderr
+    quiet = run_cli(*LIGHT_RUN, env={"MLFLOW_TRACKING_URI": uri})
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "View run" not in quiet.stdout + quiet.stderr  # MLflow's own link opens the GenAI layout: not printed
+    (link,) = [line for line in quiet.stdout.splitlines() if line.startswith("run page of ")]
+    assert link.startswith(f"run page of cpu 1x1 measured fix_hp · faster_rcnn: {mlflow_server.uri}/#/experiments/")
+    assert link.endswith("?workflowType=machine_learning") and "alice" not in link
 
 
 def test_an_import_killed_mid_row_leaves_a_run_the_next_import_completes(mlflow_server: MlflowServer) -> None:

@@ -10,6 +10,7 @@ import mlflow
 import pytest
 
 from suite import names
+from suite.colors import accelerator_color
 from suite.errors import ConfigError
 from suite.results.published import (
     COLUMNS,
@@ -133,7 +134,7 @@ def test_interpretation_of_the_shipped_rows() -> None:
     current = rows["metax_c500|faster_rcnn|1x8|bs=16,lr=0.16|1b5a0303"]
     assert current.latest and current.tags()["bench.page_version"] == "1b5a0303 (2025-11-11)"
     assert current.metrics == {"map": 0.367, "mem_smi": 44.5, "mem_total": 64.0}
-    assert current.run_name == "faster_rcnn/metax_c500/1x8 (published bs=16,lr=0.16, 1b5a0303)"
+    assert current.run_name == "metax_c500 1x8 published fix_hp 1b5a0303 · faster_rcnn"
     assert sorted(r.version for r in rows.values() if not r.latest) == ["seed"] * 6
 
 
@@ -152,7 +153,8 @@ def test_import_records_runs_like_measured_ones_and_is_idempotent(tracking_uri: 
     assert len(runs) == 35 and {r.info.status for r in runs} == {"FINISHED"}
     by_key = {r.data.tags[names.TAG_PUBLISHED_KEY]: r for r in runs}
     run = by_key["nvidia_a100|faster_rcnn|2x8|bs=16,lr=0.16|seed"]
-    assert run.info.run_name == "faster_rcnn/nvidia_a100/2x8 (published bs=16,lr=0.16, seed)"
+    assert run.info.run_name == "nvidia_a100 2x8 published fix_hp seed · faster_rcnn"
+    assert run.data.tags[names.TAG_RUN_COLOR] == accelerator_color("nvidia_a100")
     assert run.data.metrics == {"p_whole": 351, "p_train": 383, "p_core": 601, "mem_smi": 39.0, "mem_total": 40.0}
     assert run.data.tags[names.TAG_MODE] == "convergence" and run.data.tags["bench.page_version"] == "seed"
     assert run.data.params["bs"] == "16" and run.data.params["global_bs"] == "256"

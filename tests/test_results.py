@@ -277,7 +277,8 @@ def test_scaling_flags_name_the_limit_and_the_noise() -> None:
 
 def test_one_config_looks_the_same_in_every_chart(store: str) -> None:
     """Colours follow the accelerator and hatches/markers the source and settings, whatever the rows' order."""
-    from suite.results.report import accelerator_color, series_styles
+    from suite.colors import accelerator_color
+    from suite.results.report import series_styles
 
     table = results.compare(case=["faster_rcnn", "retinanet"]).table
     styles = series_styles(table)

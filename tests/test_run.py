@@ -14,6 +14,7 @@ import mlflow
 import pytest
 
 from suite import names
+from suite.colors import accelerator_color
 from suite.engine.events import read_events
 from tests.helpers import (
     LIGHT,
@@ -43,7 +44,9 @@ def test_smoke_run_is_one_finishedmlflow_project_run(case: str, tracking_uri: st
     assert result.exit_code == 0, result.stderr[-3000:]
     (run,) = search_runs(tracking_uri)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == f"{case}/cpu/1x1"
+    assert "lr=0.01" in run.data.tags[names.TAG_FIX_HP]  # the tiny run's settings are not the case's own
+    assert run.info.run_name == f"cpu 1x1 measured fix_hp · {case}"
+    assert run.data.tags[names.TAG_RUN_COLOR] == accelerator_color("cpu")
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
     assert params["bs"] == "2" and params["lr"] == "0.01" and params["global_bs"] == "2"
     assert params["precision"] == "fp32" and params["mode"] == "smoke" and params["hp.momentum"] == "0.9"

@@ -95,7 +95,7 @@ def test_ui_serves_the_store_on_loopback_only(tracking_uri: str) -> None:
                                 f"{experiment_id}/")
         tables, charts = per_case[0::2], per_case[1::2]
         assert [line.split(":")[0] for line in tables] == ["faster_rcnn", "mask_rcnn", "retinanet"]
-        assert [line.split(":")[0] for line in charts] == [f"{c} charts, one bar per accelerator and config"
+        assert [line.split(":")[0] for line in charts] == [f"{c} charts, one bar per run, coloured by accelerator"
                                                             for c in ("faster_rcnn", "mask_rcnn", "retinanet")]
         assert all("compareRunsMode=CHART" in line for line in charts)
         assert not any("compareRunsMode" in line for line in tables)
@@ -111,6 +111,17 @@ def test_ui_serves_the_store_on_loopback_only(tracking_uri: str) -> None:
             "bench.page_version"]
         assert {"tags.`bench.case`", "tags.`bench.topology`", "tags.`bench.page_version`", "metrics.`p_core`",
                 "metrics.`map`", "metrics.`mem_smi`", "metrics.`mem`"} <= set(state["selectedColumns"])
+        # the identity columns come right after the run's name, before the figures, and the name shows whole
+        order = state["columnOrder"]
+        assert order[:8] == ["attributes.`Run Name`", "tags.`bench.case`", "tags.`bench.vendor`",
+                             "tags.`bench.accelerator`", "tags.`bench.topology`", "tags.`bench.precision`",
+                             "tags.`bench.fix_hp`", "tags.`bench.source`"]
+        assert order.index("tags.`bench.page_version`") < order.index("metrics.`p_core`") < order.index(
+            "metrics.`mem`")
+        assert state["columnWidths"] == {"attributes.`Run Name`": 330}
+        # charts draw runs (coloured by their mlflow.runColor tag), never a group's average
+        assert state["useGroupedValuesInCharts"] is False
+        assert [c["metricKey"] for c in state["compareRunCharts"]] == ["p_core", "map", "mem_smi"]
         request = urllib.request.Request(f"{ui.url}/api/2.0/mlflow/runs/search", method="POST",
                                          data=json.dumps({"experiment_ids": [experiment_id]}).encode(),
                                          headers={"Content-Type": "application/json"})

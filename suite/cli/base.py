@@ -138,6 +138,7 @@ def print_runs(result: Any) -> None:
 
     if result.rows:
         click.echo(render_table(result.rows, COLUMNS))
+        print_run_links([row["run_id"] for row in result.rows if row.get("run_id")])
     for folder in result.pending_sync:
         click.echo(f"accelbench: the tracking server was unreachable; run kept in {folder}: upload it with "
                    f"`accelbench sync {folder}`", err=True)
@@ -146,6 +147,27 @@ def print_runs(result: Any) -> None:
 
         raise RecordLostError("; ".join(result.unrecorded) + ": the table above is the only complete copy of its "
                               "figures")
+
+
+def print_run_links(run_ids: list[str], artifact: str | None = None) -> None:
+    """Where each run's page is (its Artifacts tab on `artifact`), when the runs went to a tracking server (a local
+    store has no address until `accelbench ui` serves it; it prints the views then)."""
+    from suite.launch.ui import tracking_store
+
+    store = tracking_store()
+    if not store.remote or not run_ids:
+        return
+    from suite.tracking.client import client
+    from suite.tracking.views import run_path, ui_address
+
+    mlflow_client = client(store.uri)
+    for run_id in run_ids:
+        try:
+            run = mlflow_client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - a link is a convenience; the table above holds the figures
+            continue
+        click.echo(f"run page of {run.info.run_name}: {ui_address(store.uri)}/"
+                   f"{run_path(run.info.experiment_id, run_id, artifact)}")
 
 
 def process_start() -> float:

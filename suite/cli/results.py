@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from suite import names, registry
-from suite.cli.base import check_names, cli, experiment_option, names_option_values
+from suite.cli.base import check_names, cli, experiment_option, names_option_values, print_run_links
 from suite.errors import BenchError, RunError, one_line
 
 
@@ -110,6 +110,7 @@ def compare_command(cases: tuple[str, ...], vendors: str, baseline: str, source:
     if not no_record:
         run_id = record_comparison_run(comparison, report, experiment)
         click.echo(f"comparison run: {run_id}")
+        print_run_links([run_id], artifact=names.ARTIFACT_REPORT_HTML)
 
 
 TOO_NOISY_EXIT = 3  # `check`: no regression found, but a baseline too noisy to judge some metric

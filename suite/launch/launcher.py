@@ -26,6 +26,7 @@ from pathlib import Path
 from suite import names
 from suite.config import BenchConfig
 from suite.errors import one_line
+from suite.identity import run_name
 from suite.launch import signals
 from suite.tracking.client import client as mlflow_client
 
@@ -180,7 +181,8 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
 
         try:
             tracker = MlflowTracker.start(experiment=config.tracking.experiment,
-                                          run_name=f"{config.case}/{config.vendor}/{config.topology}",
+                                          run_name=run_name(config.case, config.vendor, config.topology,
+                                                             fix_hp=run_tags.get(names.TAG_FIX_HP, "/")),
                                           description=description, tags=run_tags)
         except Exception as error:  # the job still runs: global rank 0 records it offline (suite.tracking.spool)
             logger.warning("MLflow tracking failed while creating the run (%s); rank 0 will spool it",

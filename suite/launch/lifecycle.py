@@ -29,6 +29,7 @@ from suite.engine.flops import mfu
 from suite.engine.summary import RunMeasurements, summary_metrics
 from suite.engine.trainer import TrainState
 from suite.errors import failure_line
+from suite.identity import RowIdentity
 from suite.launch import environment, signals
 from suite.progress import Progress
 from suite.tracking import record
@@ -72,7 +73,7 @@ class RecordedRun:
                           mode=config.train.mode)
         self.events.start(names.KEY_INIT)
         self.tracker = self._tracker_factory(experiment=config.tracking.experiment,
-                                             run_name=f"{config.case}/{config.vendor}/{config.topology}",
+                                             run_name=RowIdentity.of(self.prepared.resolved).run_name,
                                              description=record.running_description(self.prepared),
                                              tags={**record.run_tags(self.prepared), **self._extra_tags})
         tracker = self.tracker

@@ -54,7 +54,7 @@ def view_lines(tracking_uri: str, ui_uri: str, experiment: str) -> list[str]:
     experiments list while it has no runs."""
     from suite import names, registry
     from suite.tracking.client import client, ensure_experiment, tag_clause
-    from suite.tracking.views import EVERY_RUN, WORKFLOW_PARAMETER, case_view, save_views
+    from suite.tracking.views import EVERY_RUN, WORKFLOW_PARAMETER, case_view, run_path, save_views
 
     mlflow_client = client(tracking_uri)
     if mlflow_client.get_experiment_by_name(experiment) is None:
@@ -68,8 +68,14 @@ def view_lines(tracking_uri: str, ui_uri: str, experiment: str) -> list[str]:
     save_views(mlflow_client, experiment_id, views)
     for case, view in zip(cases, views, strict=True):
         lines += [f"  {case}: table, one group per accelerator and config: {ui_uri}/{view.path(experiment_id)}",
-                  f"  {case} charts, one bar per accelerator and config: "
+                  f"  {case} charts, one bar per run, coloured by accelerator: "
                   f"{ui_uri}/{view.path(experiment_id, charts=True)}"]
+    newest = mlflow_client.search_runs([experiment_id], tag_clause(names.TAG_KIND, names.KIND_COMPARISON),
+                                       max_results=1, order_by=["attributes.start_time DESC"])
+    if newest:
+        run = newest[0]
+        lines.append(f"  newest comparison report ({run.info.run_name}): "
+                     f"{ui_uri}/{run_path(experiment_id, run.info.run_id, names.ARTIFACT_REPORT_HTML)}")
     return lines
 
 

@@ -40,7 +40,7 @@ from pydantic import Field, ValidationError
 from suite import names, registry
 from suite.config import ResolvedConfig, Strict, load_user_yaml, read_text_file
 from suite.errors import ConfigError, UnknownNameError
-from suite.identity import RowIdentity, number_text
+from suite.identity import RowIdentity, number_text, run_name
 from suite.redaction import redact_uri
 from suite.registry import config_source, topology_file, vendor_dir, vendors
 from suite.tables import markdown_table
@@ -118,8 +118,7 @@ class PublishedRow:
 
     @property
     def run_name(self) -> str:
-        suffix = "" if self.fix_hp == "/" else f" {self.fix_hp}"
-        return f"{self.case}/{self.vendor}/{self.topology} (published{suffix}, {self.version})"
+        return run_name(self.case, self.vendor, self.topology, names.SOURCE_PUBLISHED, self.fix_hp, self.version)
 
     def identity(self) -> RowIdentity:
         # The suite's one name for the accelerator (its vendor config's), the same as its measured runs carry; the
@@ -159,7 +158,7 @@ class PublishedRow:
 
     def fingerprint(self) -> str:
         """Changes whenever anything this row records changes, so a re-import knows what to replace."""
-        content = {"params": self.params(), "tags": self.tags(), "metrics": self.metrics}
+        content = {"params": self.params(), "tags": self.tags(), "metrics": self.metrics, "name": self.run_name}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     def description(self) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from suite import names
+from suite.colors import accelerator_color
 from suite.results.comparison import Comparison
 from suite.results.definitions import NOT_COMPARABLE_ACROSS_MODES
 from suite.results.query import map_history
@@ -254,9 +255,7 @@ def _series_label(r: dict[str, Any]) -> str:
 
 
 # One colour per accelerator (vendor config) and one hatch/marker per source and settings, the same in every chart
-# of every report: the order of the registry's vendors decides colours, not the order rows happen to come in.
-PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
-           "tab:olive", "tab:cyan")
+# of every report (suite.colors: the MLflow UI's charts use the same colours).
 HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "++", "--")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -266,15 +265,6 @@ class SeriesStyle:
     color: str
     hatch: str
     marker: str
-
-
-def accelerator_color(vendor: str) -> str:
-    from suite import registry
-
-    known = sorted(registry.vendors())
-    if vendor in known:
-        return PALETTE[known.index(vendor) % len(PALETTE)]
-    return PALETTE[sum(vendor.encode()) % len(PALETTE)]  # a plugin's vendor: stable across runs all the same
 
 
 def series_styles(table: pd.DataFrame) -> dict[str, SeriesStyle]:
@@ -473,8 +463,8 @@ def write_report(comparison: Comparison, folder: Path, tracking_uri: str | None 
         charts[case] = [p for p in made if p is not None]
     (folder / "comparison.md").write_text(markdown_report(comparison), encoding="utf-8")
     comparison.table.to_csv(folder / "comparison.csv", index=False)
-    (folder / "comparison.html").write_text(html_report(comparison, charts), encoding="utf-8")
-    report.files = [folder / "comparison.md", folder / "comparison.csv", folder / "comparison.html",
+    (folder / names.ARTIFACT_REPORT_HTML).write_text(html_report(comparison, charts), encoding="utf-8")
+    report.files = [folder / "comparison.md", folder / "comparison.csv", folder / names.ARTIFACT_REPORT_HTML,
                     *[p for paths in charts.values() for p in paths]]
     return report
 
@@ -494,7 +484,7 @@ def record_comparison_run(comparison: Comparison, report: ReportFiles, experimen
     """
     from suite.tracking.run_page import link_view, search_link
     from suite.tracking.tracker import MlflowTracker
-    from suite.tracking.views import current_rows, save_views
+    from suite.tracking.views import current_rows, run_path, save_views
 
     cases = sorted(comparison.table["case"].unique())
     vendors = sorted(comparison.table["vendor"].unique())
@@ -518,7 +508,12 @@ def record_comparison_run(comparison: Comparison, report: ReportFiles, experimen
         links = " · ".join(search_link(tracker.experiment_id or "0", text, search, per_topology)
                            for text, search in searches.items())
         charts = chart_images(report, tracker.run_id)
-        tracker.set_tags({names.TAG_DESCRIPTION: f"**Runs compared:** {links}\n\n{charts}{description}"})
+        # MLflow folds a run's description to its first 100 pixels: the first line opens the whole report (table
+        # and charts) on the run's Artifacts tab, where the UI shows an HTML file in the page.
+        report_page = run_path(tracker.experiment_id or "0", tracker.run_id, names.ARTIFACT_REPORT_HTML)
+        whole = (f"**[The whole report: table and charts]({report_page})** (on this run's Artifacts tab)  \n"
+                 if tracker.experiment_id else "")
+        tracker.set_tags({names.TAG_DESCRIPTION: f"{whole}**Runs compared:** {links}\n\n{charts}{description}"})
         table = comparison.table
         tracker.log_metrics({"compared_runs": len(comparison.runs), "table_rows": len(table),
                              "implausible_rows": int((table["implausible"] != "").sum()),

@@ -6,6 +6,9 @@ import time. It sets, only where the user has not:
     MLFLOW_HTTP_REQUEST_MAX_RETRIES=2      a server that is down costs seconds, not MLflow's four minutes of retries
     MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=1
     MLFLOW_HTTP_REQUEST_TIMEOUT=10         a server that accepts and never answers holds each request 10 s, not 120
+    MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT=true
+                                           MLflow's own "View run at" link lacks the UI's workflowType, so it opens
+                                           in the GenAI layout; the suite prints its own (suite.tracking.views)
 A run that loses its server goes on offline (suite.tracking.spool).
 
 A client of a local SQLite store creates (and migrates) the store's schema when it is made; two processes doing
@@ -25,6 +28,7 @@ CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 # Marks the experiment as one of training runs (MLflow's own clients read it; the UI's layout follows the URL's
 # workflowType, which every URL the suite writes sets: suite.tracking.views).

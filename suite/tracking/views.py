@@ -7,10 +7,10 @@ carries `workflowType=machine_learning`.
 Which columns the runs table shows, how runs are grouped and which charts the chart view draws are UI state, kept
 in the browser, except for saved views: an experiment tag `mlflow.sharedViewState.<key>` whose value is an envelope
 `{"name", "createdAt", "updatedAt", "state"}` (`state`: the view as JSON), which the UI lists under its views menu
-and opens from `?viewStateShareKey=<key>`. The suite saves one view per link it writes (a search filter with the
-benchmark's columns, one group per config, with p_core, mAP and mem charts per config), keyed by a hash of
-the view, so writing it again changes nothing. A URL holding a search filter of its own would make the UI ignore the
-view, so a view's filter travels inside the view.
+and opens from `?viewStateShareKey=<key>`. The suite saves one view per link it writes (a search filter; the
+benchmark's columns, its identity first; one group per config; p_core, mAP and mem charts with one bar per run,
+in its accelerator's colour), keyed by a hash of the view, so writing it again changes nothing. A URL holding a
+search filter of its own would make the UI ignore the view, so a view's filter travels inside the view.
 """
 
 from __future__ import annotations
@@ -37,10 +37,15 @@ COLUMN_TAGS = (names.TAG_CASE, names.TAG_VENDOR, names.TAG_ACCELERATOR, names.TA
 COLUMN_METRICS = (names.P_CORE, names.P_TRAIN, names.P_WHOLE, names.E2E_TIME, names.MAP, names.MAP_SEGM,
                   names.MEM_SMI, names.MEM)
 CHART_METRICS = (names.P_CORE, names.MAP, names.MEM_SMI)
+# The runs table puts metric columns before tag columns; a view's columnOrder (applied by the table as its column
+# state) puts the row's identity right after its name instead, and columnWidths widens the name column so that a
+# run name (suite.identity.run_name: accelerator, topology, source, case) shows whole.
+RUN_NAME_COLUMN = "attributes.`Run Name`"
+RUN_NAME_WIDTH_PX = 330
 # Groups are accelerators as the suite names them (one per vendor config), split by everything else that makes a
-# config: a group then only ever holds repeats of one config, and its average (what its chart bars show) is the mean
+# config: a group then only ever holds repeats of one config, and its average (the group row's figures) is the mean
 # of repeats, never of two cases, topologies, settings, sources or page versions (the A100's two published 1x8 rows
-# once made one bar of p_core 248.5, a figure no page shows).
+# once made one group, and one chart bar, of p_core 248.5, a figure no page shows).
 ACCELERATOR = names.TAG_VENDOR
 CONFIG = (ACCELERATOR, names.TAG_TOPOLOGY, names.TAG_PRECISION, names.TAG_FIX_HP, names.TAG_SOURCE,
           names.TAG_PAGE_VERSION)
@@ -64,6 +69,20 @@ def runs_path(experiment_id: str, **parameters: str) -> str:
     return f"#/experiments/{experiment_id}/runs?{query}"
 
 
+def ui_address(tracking_uri: str) -> str:
+    """The UI's address of a tracking server: its URI without user and password (the browser asks for those)."""
+    parts = urllib.parse.urlsplit(tracking_uri)
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query="", fragment="")).rstrip("/")
+
+
+def run_path(experiment_id: str, run_id: str, artifact: str | None = None) -> str:
+    """`#/experiments/<id>/runs/<run>?workflowType=...`: a run's page, in the training layout; with `artifact`, its
+    Artifacts tab with that file open (an HTML file is shown in the page, a PNG as an image)."""
+    tab = f"/artifacts/{urllib.parse.quote(artifact)}" if artifact else ""
+    return f"#/experiments/{experiment_id}/runs/{run_id}{tab}?{'='.join(WORKFLOW_PARAMETER)}"
+
+
 @dataclass(frozen=True)
 class SavedView:
     """One saved view of an experiment's runs: a search filter (empty: every run) in the benchmark's layout."""
@@ -74,23 +93,30 @@ class SavedView:
 
     def state(self) -> dict[str, Any]:
         section = "accelbench"
+        columns = [*(_column("tags", t) for t in COLUMN_TAGS), *(_column("metrics", m) for m in COLUMN_METRICS)]
         charts = [{"uuid": f"accelbench-{metric}", "type": "BAR", "metricKey": metric, "displayName": metric,
                    "metricSectionId": section, "deleted": False, "isGenerated": False} for metric in CHART_METRICS]
         return {
             "searchFilter": self.search_filter,
             "orderByKey": _column("metrics", names.P_CORE),
             "orderByAsc": False,
-            "selectedColumns": [*(_column("tags", t) for t in COLUMN_TAGS),
-                                *(_column("metrics", m) for m in COLUMN_METRICS)],
+            "selectedColumns": columns,
+            "columnOrder": [RUN_NAME_COLUMN, *columns],
+            "columnWidths": {RUN_NAME_COLUMN: RUN_NAME_WIDTH_PX},
             "groupBy": {"aggregateFunction": "average",
                         "groupByKeys": [{"mode": "tag", "groupByData": tag} for tag in self.group_by]},
             "groupsExpanded": {},
             "runsHiddenMode": "SHOW_ALL",  # the UI's default charts only the first 10 runs or groups
-            "useGroupedValuesInCharts": True,
+            # Charts draw runs, not groups: a run's bar is labelled with its name and coloured by its accelerator
+            # (the mlflow.runColor tag every benchmark row carries); a group's colour lives only in the browser's
+            # local storage, which no saved view can set. A chart then never averages anything.
+            "useGroupedValuesInCharts": False,
             "hideEmptyCharts": True,
             "compareRunCharts": charts,
-            "compareRunSections": [{"uuid": section, "name": "Benchmark per accelerator", "display": True,
-                                    "isReordered": False}],
+            # One chart per row, taller than the UI's default (3 per row, 360 px): bars of a dozen runs and their
+            # legend of run names need the width.
+            "compareRunSections": [{"uuid": section, "name": "Benchmark per run, coloured by accelerator",
+                                    "display": True, "isReordered": False, "columns": 1, "cardHeight": 480}],
             "isAccordionReordered": False,
         }
 
