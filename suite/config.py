@@ -229,6 +229,10 @@ class AcceleratorSettings(Strict):
     adapter: str
     name: str
     dist_backend: str
+    # How a scheduler hands out this accelerator, for `accelbench submit`: the SLURM GRES name (`--gres=gpu:8`) and
+    # the Kubernetes extended resource its device plugin registers (`nvidia.com/gpu`); null: none to ask for.
+    slurm_gres: str | None = None
+    k8s_resource: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     peak_tflops: dict[Precision, PositiveFloat] = Field(
         default_factory=dict, description="dense peak TFLOP/s of one device per precision, for MFU; unknown = absent")
@@ -284,6 +288,25 @@ class TrackingSettings(Strict):
                                         description="device telemetry sampling period (NVML, ...)")
 
 
+class ClusterSettings(Strict):
+    """How `accelbench submit` asks a scheduler for the job (not what the job runs: outside the config hash)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    reservation: str | None = None
+    time: str | None = Field(None, description="SLURM time limit (`--time`), e.g. 2:00:00")
+    cpus_per_task: int | None = Field(None, gt=0, le=4096, description="CPUs per node's task (default: the "
+                                      "data loader workers of every device, plus one per device)")
+    warning: str | None = Field("USR1@120", pattern=r"^(B:)?(USR1|USR2)@\d+$",
+                                description="`--signal`: stop at a step boundary this many seconds before the "
+                                "time limit, keeping what was measured; null: none")
+    sbatch: list[str] = Field(default_factory=list, description="more `#SBATCH` options, e.g. --exclusive")
+    image: str | None = Field(None, description="Kubernetes: the container image the pods run")
+    namespace: str | None = Field(None, description="Kubernetes: the PyTorchJob's namespace")
+
+
 class BenchConfig(Strict):
     case: str
     vendor: str
@@ -300,6 +323,7 @@ class BenchConfig(Strict):
     dist: DistSettings = DistSettings()
     eval: EvalSettings = EvalSettings()
     tracking: TrackingSettings = TrackingSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -360,7 +384,17 @@ class ResolvedConfig:
         return flatten(self.config.model_dump())
 
     def config_hash(self) -> str:
-        canonical = json.dumps(self.config.model_dump(), sort_keys=True, default=str)
+        """A digest of what the run runs. Where the job meets (dist.master_addr and master_port, which a scheduler
+        or a matrix picks per job) are taken as their defaults and how it is submitted (`cluster`, the accelerator's
+        scheduler resource names) is left out: repeats of one config on different jobs share a hash, the same hash
+        runs recorded before these keys existed or varied have."""
+        dump = self.config.model_dump()
+        defaults = DistSettings()
+        dump["dist"].update(master_addr=defaults.master_addr, master_port=defaults.master_port)
+        dump.pop("cluster", None)
+        for key in ("slurm_gres", "k8s_resource"):
+            dump["accelerator"].pop(key, None)
+        canonical = json.dumps(dump, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def to_yaml(self) -> str:

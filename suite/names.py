@@ -132,6 +132,9 @@ KIND_MATRIX = "matrix"
 TAG_BASELINE = "bench.baseline"
 TAG_VENDORS = "bench.vendors"
 TAG_DESCRIPTION = "mlflow.note.content"
+TAG_SCHEDULER = "bench.scheduler"  # "slurm" or "kubernetes": the job the run ran in (suite.launch.scheduler)
+TAG_JOB_SCRIPT = "bench.job_script"  # the sbatch script `accelbench submit` wrote (also an artifact, scheduler/)
+ENV_JOB_SCRIPT = "ACCELBENCH_JOB_SCRIPT"  # how the job tells the run where its script is
 TAG_RUN_COLOR = "mlflow.runColor"  # the MLflow UI draws a run in this colour (suite.colors: its accelerator's)
 
 # Artifacts.

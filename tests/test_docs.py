@@ -98,6 +98,10 @@ def test_command_is_real(document: str, words: list[str]) -> None:
         assert any((REPO / w).is_dir() for w in words if not w.startswith("-")) or "uninstall" in words, words
     elif program == "python":
         assert (REPO / words[1]).is_file(), words
+    elif program == "srun":  # srun's own options, then an accelbench command line
+        (start,) = [i for i, w in enumerate(words) if Path(w).name == "accelbench"]
+        assert all(w.startswith("-") for w in words[1:start]), words
+        _parse(words[start + 1:])
     elif program in ("export", "source", "cd"):
         return
     else:

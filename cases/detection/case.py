@@ -20,6 +20,7 @@ from cases.detection.weights import verify_weights_file
 from suite import names
 from suite.config import BenchConfig
 from suite.errors import ConfigError
+from suite.launch.signals import ignore_stop_signals
 from suite.progress import Progress
 from suite.registry import load_object
 from suite.tracking.provenance import DatasetRecord
@@ -278,7 +279,8 @@ class DetectionCase:
         else:
             batch_sampler = BatchSampler(sampler, bs, drop_last=True)
         return DataLoader(self.train_set, batch_sampler=batch_sampler, num_workers=data.workers,
-                          collate_fn=collate, pin_memory=pin_memory, persistent_workers=data.workers > 0)
+                          collate_fn=collate, pin_memory=pin_memory, persistent_workers=data.workers > 0,
+                          worker_init_fn=ignore_stop_signals)
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle a distributed sampler per epoch (a seeded RandomSampler reshuffles by itself)."""
@@ -309,7 +311,8 @@ class DetectionCase:
             sampler = DistributedSampler(self.val_set, num_replicas=context.world_size, rank=context.rank,
                                          shuffle=False)
         return DataLoader(self.val_set, batch_size=data.eval_bs, sampler=sampler, num_workers=data.workers,
-                          collate_fn=collate, pin_memory=pin_memory, persistent_workers=data.workers > 0)
+                          collate_fn=collate, pin_memory=pin_memory, persistent_workers=data.workers > 0,
+                          worker_init_fn=ignore_stop_signals)
 
     def sample_batch(self, count: int) -> Batch:
         """The first `count` training images as one batch (for counting FLOPs), without touching the loaders."""

@@ -13,6 +13,7 @@
     accelbench check-log FILE                           MLPerf-style rules on an events.jsonl; exit 1 if violated
     accelbench sync [DIR ...]                           upload runs recorded while the tracking server was away
     accelbench ui [--port P]                            the MLflow UI on 127.0.0.1 for the store the runs went to
+    accelbench submit [--dry-run] [--wait] run|matrix ARGS   the same as SLURM jobs (or a PyTorchJob manifest)
 
 The commands only parse and print; what they run lives in suite.launch and suite.results. Bad input is a BenchError
 (one `accelbench: error: ...` line, exit 2, before any run is created); a failure during a run marks the MLflow run
@@ -26,7 +27,7 @@ import sys
 
 import click
 
-from suite.cli import benchmarks, results  # noqa: F401 - their commands register on the group
+from suite.cli import benchmarks, cluster, results  # noqa: F401 - their commands register on the group
 from suite.cli.base import cli, configure_logging, inherited_level
 
 __all__ = ["cli", "main"]

@@ -74,8 +74,8 @@ def show_config(case: str, vendor: str, topology: str, config_files: tuple[Path,
 @click.option("--precision", default="", type=click.Choice(["", *PRECISIONS]),
               help="Override train.precision (default: the vendor's).")
 @experiment_option("", "MLflow experiment name (default: tracking.experiment).")
-@click.option("--node-rank", default=0, show_default=True, type=click.IntRange(min=0),
-              help="This node's index in a multi-node topology (run the same command on every node).")
+@click.option("--node-rank", default=None, type=click.IntRange(min=0),
+              help="This node's index in a multi-node topology (default: from SLURM or a PyTorchJob, else 0).")
 @click.option("--master-addr", default="", help="Address of node 0 for multi-process jobs (dist.master_addr).")
 @click.option("--master-port", default=0, type=click.IntRange(min=0, max=65535),
               help="Free port on node 0 for the rendezvous (dist.master_port).")
@@ -85,7 +85,7 @@ def show_config(case: str, vendor: str, topology: str, config_files: tuple[Path,
 @click.option("--round", "round_index", default=0, hidden=True, type=click.IntRange(min=0))
 @click.option("--parent-run-id", default="", hidden=True)
 def run_command(case: str, vendor: str, topology: str, data_root: str, synthetic: bool, mode: str,
-                precision: str, experiment: str, node_rank: int, master_addr: str, master_port: int,
+                precision: str, experiment: str, node_rank: int | None, master_addr: str, master_port: int,
                 config_files: tuple[Path, ...], overrides: tuple[str, ...], override_string: str,
                 round_index: int, parent_run_id: str) -> None:
     """Run one benchmark and record it as one MLflow run.
@@ -94,6 +94,7 @@ def run_command(case: str, vendor: str, topology: str, data_root: str, synthetic
     node for NxM with N > 1), and global rank 0 records the run.
     """
     from suite.launch.jobs import member_tags, run_benchmark
+    from suite.launch.scheduler import node_settings
 
     started_at = process_start()
     parse_topology(topology)
@@ -106,6 +107,13 @@ def run_command(case: str, vendor: str, topology: str, data_root: str, synthetic
     if data_root and synthetic:
         raise click.UsageError("--data-root and --synthetic exclude each other")
     resolved = resolve(case, vendor, topology, settings, config_files)
+    # Inside a SLURM step or a PyTorchJob pod the job says where this node is (suite.launch.scheduler)
+    node = node_settings(topology, resolved.config.accelerator.adapter, node_rank=node_rank,
+                         master_addr=master_addr, master_port=master_port)
+    node_rank = node.node_rank
+    if node.settings:
+        settings = [*node.settings, *settings]
+        resolved = resolve(case, vendor, topology, settings, config_files)
     if node_rank >= resolved.config.nnodes:
         raise click.BadParameter(f"{node_rank} is not a node of topology {topology}", param_hint="--node-rank")
     if resolved.config.world_size > 1:
@@ -113,7 +121,7 @@ def run_command(case: str, vendor: str, topology: str, data_root: str, synthetic
     result = run_benchmark(resolved, settings=settings, config_files=config_files,
                            data_root=Path(data_root) if data_root else None, synthetic=synthetic,
                            node_rank=node_rank, started_at=started_at,
-                           extra_tags=member_tags(round_index, parent_run_id))
+                           extra_tags={**node.tags, **member_tags(round_index, parent_run_id)})
     print_runs(result)
     if result.returncode != 0:
         raise click.exceptions.Exit(result.returncode)
@@ -177,12 +185,18 @@ def matrix_command(vendor: str, cases: str, topologies: str, repeat: int, data_r
     """Run cases x topologies x rounds for one vendor, one MLflow run each, under one parent run."""
     from suite.launch.jobs import member_arguments
     from suite.launch.matrix import run_matrix
+    from suite.launch.scheduler import detect
     from suite.tables import render_table
 
     case_names = names_option_values(cases)
     topology_names = names_option_values(topologies)
     if data_root and synthetic:
         raise click.UsageError("--data-root and --synthetic exclude each other")
+    placement = detect()
+    if placement is not None and placement.nnodes > 1:
+        raise BenchError(f"matrix inside a {placement.nnodes}-node {placement.scheduler} job ({placement.where}): "
+                         f"every node would run the whole matrix; `accelbench submit matrix` gives each member a job "
+                         f"of its own size")
     settings = [*overrides, *shlex.split(override_string), f"tracking.experiment={experiment}"]
     # every member's config must resolve before anything starts
     resolved = [resolve(case, vendor, topology, settings, config_files)

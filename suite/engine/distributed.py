@@ -49,6 +49,12 @@ class Collectives:
         # gloo reduces CPU tensors, nccl/xccl device tensors.
         self.device = device if dist.is_initialized() and dist.get_backend() != "gloo" else torch.device("cpu")
 
+    def any_rank(self, flag: bool) -> bool:
+        """Whether `flag` is set on any rank (so that every rank takes the same decision at the same step)."""
+        if not self.context.distributed:
+            return flag
+        return self.max([1.0 if flag else 0.0])[0] > 0
+
     def barrier(self) -> None:
         if self.context.distributed:
             dist.barrier()

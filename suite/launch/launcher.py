@@ -82,7 +82,9 @@ def child_environment(config: BenchConfig, visible_devices_var: str | None, run_
                       extra: dict[str, str]) -> dict[str, str]:
     """The workers' environment: ours plus the run's variables (`accelerator.env` and the precision's), which this
     launcher process applies only around its own checks."""
-    env = dict(os.environ)
+    # torchrun takes any PET_<OPTION> variable as its option's value: a PyTorchJob pod's (the operator's rendezvous
+    # settings) are the suite's to read (suite.launch.scheduler), not torchrun's, which gets every option it needs.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PET_")}
     env.update(run_env)
     if visible_devices_var and visible_devices_var not in env:
         env[visible_devices_var] = ",".join(str(i) for i in range(config.nproc_per_node))
@@ -193,8 +195,14 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
     command = torchrun_command(config, spec.node_rank, spec_path)
     logger.info("node %d: %s", spec.node_rank, " ".join(command))
     kept: collections.deque[str] = collections.deque(maxlen=KEPT_LAUNCHER_LINES)
+    # Every temporary folder of the job (torchrun's, the workers' multiprocessing ones) goes inside run_dir, so that
+    # removing run_dir leaves nothing behind, however the job ended.
+    scratch = run_dir / "tmp"
+    scratch.mkdir(exist_ok=True)
+    extra_env["TMPDIR"] = str(scratch)
     process = subprocess.Popen(command, env=child_environment(config, visible_devices_var, run_env, extra_env),
-                               stderr=subprocess.PIPE, text=True, errors="replace")
+                               stderr=subprocess.PIPE, text=True, errors="replace",
+                               preexec_fn=signals.ignore_warning_signals)
     interrupted: KeyboardInterrupt | None = None
     try:
         stream_stderr(process, kept)
@@ -203,6 +211,12 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
         interrupted = stop
         process.send_signal(signal.SIGTERM)  # torchrun forwards it to its workers
         returncode = process.wait()
+    if interrupted is None and returncode != 0 and signals.warning() is not None:
+        interrupted = signals.warning()  # the ranks stopped on the scheduler's warning, as this launcher was told
+    if interrupted is not None:
+        # A stop (Ctrl-C, a scheduler's cancel or time limit) is not a failure to look into, and a scheduler kills
+        # what is left after its grace period: the job's folders go first, the run's record after.
+        shutil.rmtree(run_dir, ignore_errors=True)
     if tracker is not None:
         try:
             _settle_run(tracker.run_id, returncode, interrupted, kept)
@@ -210,7 +224,7 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
             logger.warning("could not record how the job ended (%s)", one_line(error))
     if returncode == 0 and interrupted is None:
         shutil.rmtree(run_dir, ignore_errors=True)
-    else:
+    elif interrupted is None:
         logger.error("node %d: worker logs kept in %s", spec.node_rank, run_dir)
     return LaunchResult(signals.exit_code(interrupted) if interrupted is not None else returncode,
                         tracker.run_id if tracker is not None else None)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from suite import names, registry
 from suite.errors import BenchError, RunError, one_line
@@ -56,8 +57,8 @@ def unavailable_reason(topology: str, device_count: int | None) -> str | None:
     """Why this machine cannot run `topology` alone, or None if it can."""
     nodes, per_node = parse_topology(topology)
     if nodes > 1:
-        return (f"{topology} needs {nodes} nodes; run `accelbench run --topology {topology} --node-rank i "
-                f"--master-addr NODE0` on each node")
+        return (f"{topology} needs {nodes} nodes; `accelbench submit matrix` runs it as a job of its own on a "
+                f"SLURM cluster")
     shortfall = missing_devices(per_node, device_count)
     return f"{topology} {shortfall}" if shortfall else None
 
@@ -76,8 +77,6 @@ def run_matrix(*, vendor: str, adapter_name: str, cases: Sequence[str], topologi
     """Run every member; return what happened. `run_args` are passed to each `accelbench run` as they are."""
     import mlflow
 
-    from suite.tracking.tracker import MlflowTracker
-
     adapter = registry.adapter_class(adapter_name)()
     adapter.check_available()
     device_count = adapter.device_count()
@@ -92,16 +91,7 @@ def run_matrix(*, vendor: str, adapter_name: str, cases: Sequence[str], topologi
             continue
         members += [Member(case, topology, k) for case in cases for k in range(repeat)]
 
-    try:
-        tracker = MlflowTracker.start(experiment=experiment, run_name=f"matrix/{vendor}",
-                                      description=f"Matrix of {', '.join(cases)} x {', '.join(topologies)} x "
-                                                  f"{repeat} rounds on {vendor}.",
-                                      tags={names.TAG_KIND: names.KIND_MATRIX, names.TAG_VENDOR: vendor,
-                                            names.TAG_CASES: ",".join(cases),
-                                            names.TAG_TOPOLOGIES: ",".join(topologies),
-                                            names.TAG_REPEAT: str(repeat)})
-    except Exception as error:  # a matrix groups its members under a parent run: it needs the server to start
-        raise RunError(f"cannot create the matrix's parent run: {one_line(error)}") from error
+    tracker = start_parent(vendor=vendor, cases=cases, topologies=topologies, repeat=repeat, experiment=experiment)
     result = MatrixResult(tracker.run_id, members, skipped)
     for reason in skipped:
         logger.warning("skipping %s", reason)
@@ -123,14 +113,62 @@ def run_matrix(*, vendor: str, adapter_name: str, cases: Sequence[str], topologi
             progress.update(1, f"last: {member.case} {member.topology} round {member.round} {member.status}",
                             line=True)
         progress.close()
-        result.scaling, result.implausible = _log_scaling(tracker, result)
-        tracker.set_tags({names.TAG_FAILED_MEMBERS: str(len(result.failed)),
-                          names.TAG_SKIPPED: "; ".join(skipped) or "none"})
+        _complete(tracker, result)
     except BaseException:
         status = "FAILED"
         raise
     finally:
         tracker.finish(status)
+    return result
+
+
+def start_parent(*, vendor: str, cases: Sequence[str], topologies: Sequence[str], repeat: int,
+                 experiment: str, extra_tags: dict[str, str] | None = None) -> Any:
+    """The matrix's parent run (RUNNING until `_complete`/`finish_parent` ends it)."""
+    from suite.tracking.tracker import MlflowTracker
+
+    try:
+        return MlflowTracker.start(experiment=experiment, run_name=f"matrix/{vendor}",
+                                   description=f"Matrix of {', '.join(cases)} x {', '.join(topologies)} x "
+                                               f"{repeat} rounds on {vendor}.",
+                                   tags={names.TAG_KIND: names.KIND_MATRIX, names.TAG_VENDOR: vendor,
+                                         names.TAG_CASES: ",".join(cases), names.TAG_TOPOLOGIES: ",".join(topologies),
+                                         names.TAG_REPEAT: str(repeat), **(extra_tags or {})})
+    except Exception as error:  # a matrix groups its members under a parent run: it needs the server to start
+        raise RunError(f"cannot create the matrix's parent run: {one_line(error)}") from error
+
+
+def _complete(tracker: Any, result: MatrixResult) -> None:
+    result.scaling, result.implausible = _log_scaling(tracker, result)
+    tracker.set_tags({names.TAG_FAILED_MEMBERS: str(len(result.failed)),
+                      names.TAG_SKIPPED: "; ".join(result.skipped) or "none"})
+
+
+def finish_parent(parent_run_id: str) -> MatrixResult:
+    """Complete a parent whose members ran as jobs of their own (`accelbench submit matrix`): its scaling figures
+    from the members that finished, whenever they did, and its end (FINISHED, or FAILED when a member did not
+    finish). Run by the job that depends on all the members, or again by hand: it recomputes from what is there."""
+    from suite.tracking.tracker import MlflowTracker
+
+    client = mlflow_client()
+    parent = client.get_run(parent_run_id)
+    experiments = [parent.info.experiment_id]
+    members = []
+    for run in client.search_runs(experiments, tags_filter({names.TAG_PARENT_RUN: parent_run_id}),
+                                  max_results=10000):
+        tags = run.data.tags
+        members.append(Member(tags.get(names.TAG_CASE, "?"), tags.get(names.TAG_TOPOLOGY, "?"),
+                              int(tags.get(names.TAG_ROUND, "0")), run.info.status, run.info.run_id,
+                              tags.get(names.TAG_FAILURE, "")))
+    said = parent.data.tags
+    expected = (len(said.get(names.TAG_CASES, "").split(",")) * len(said.get(names.TAG_TOPOLOGIES, "").split(","))
+                * int(said.get(names.TAG_REPEAT, "1")))
+    result = MatrixResult(parent_run_id, members)
+    if len(members) < expected:
+        result.skipped.append(f"{expected - len(members)} member(s) recorded no run (see their jobs' logs)")
+    tracker = MlflowTracker(client, parent_run_id)
+    _complete(tracker, result)
+    tracker.finish("FINISHED" if not result.failed and not result.skipped else "FAILED")
     return result
 
 

@@ -8,6 +8,7 @@ clock, telemetry and hooks, built in that order, and what they say about themsel
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +25,8 @@ from suite.engine.hooks import ProgressHook, TrackingHook
 from suite.engine.summary import RunMeasurements
 from suite.engine.telemetry import Sampler
 from suite.engine.timing import PhaseClock
-from suite.engine.trainer import Trainer, TrainState
-from suite.launch import environment
+from suite.engine.trainer import Hook, StepRecord, Trainer, TrainState
+from suite.launch import environment, signals
 from suite.precision import profile
 from suite.vendors.base import VendorAdapter
 
@@ -90,6 +91,7 @@ class Session:
         log_every = config.tracking.log_every
         hooks = [ProgressHook(log_every), TrackingHook(recorded.tracker, log_every)] if context.is_main \
             else [ProgressHook(log_every)]
+        hooks.append(WarningStop(collectives))
         trainer = Trainer(config=config, workload=case, model=model, optimizer=optimizer, warmup=warmup,
                           lr_schedule=lr_schedule, loader=loader, adapter=adapter, device=device,
                           events=recorded.events, clock=clock, collectives=collectives, hooks=hooks)
@@ -152,3 +154,23 @@ def _node_environments(adapter: VendorAdapter, run_env: dict[str, str], context:
     if context.local_rank == 0:
         mine = main_record if context.is_main else environment.collect(adapter, run_env)
     return [r for r in collectives.gather_objects(mine) if r is not None]
+
+
+class WarningStop(Hook):
+    """Ends training after the step in which a scheduler's warning signal arrived (suite.launch.signals), keeping
+    what was measured. The signal reaches every rank, not at the same step: in a multi-process job a scheduler
+    started, the ranks agree at every step (one tiny reduction, after the step's timed window) so that they all stop
+    after the same one; elsewhere only this process's own signal counts, and nothing is exchanged."""
+
+    def __init__(self, collectives: Collectives) -> None:
+        self.collectives = collectives
+        self.agree = collectives.context.distributed and bool(
+            os.environ.get("SLURM_JOB_ID") or os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+    def after_step(self, trainer: Any, record: StepRecord) -> None:
+        warned = signals.warning()
+        if self.agree and self.collectives.any_rank(warned is not None) and warned is None:
+            warned = signals.Interrupted(signals.WARNINGS[0])  # another rank got it first
+        if warned is not None:
+            logger.warning("stopping after step %d: %s", record.step, signals.describe(warned))
+            raise warned

@@ -3,12 +3,20 @@
 Python already turns SIGINT (Ctrl-C) into KeyboardInterrupt; SIGTERM (what `kill`, schedulers and torchrun send)
 would end the process on the spot, leaving the run RUNNING forever. `stop_signals_raise()` makes SIGTERM (and SIGHUP)
 raise `Interrupted`, a KeyboardInterrupt, so the runner's lifecycle handling records the run as KILLED and the CLI
-exits with the shell's code for the signal (128 + its number).
+exits with the shell's code for the signal (128 + its number). Inside a scheduler's job the recorded reason is the
+scheduler's ("cancelled by the scheduler", "time limit reached": suite.launch.scheduler.stop_reason).
+
+A scheduler signals every process of a job at once, DataLoader workers included: a worker killed first would make
+the training loop fail with "DataLoader worker ... is killed by signal: Terminated", a crash in place of a stop. The
+data loaders' workers therefore leave quietly on SIGTERM and ignore the other stop signals (`ignore_stop_signals`,
+their worker_init_fn): the main process acts on its own signal and records the stop.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 from types import FrameType
 
 # The signals a batch system or a closing terminal sends before it gives up and kills.
@@ -20,6 +28,7 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
+        self.received_at = time.time()
         super().__init__(f"stopped by {signal.Signals(signum).name}")
 
     @property
@@ -27,14 +36,33 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+# A scheduler's warning ahead of a time limit (`#SBATCH --signal=USR1@120`): the run stops at its next step
+# boundary and keeps what it measured (suite.engine.trainer), instead of being killed mid-step at the limit.
+WARNINGS = (signal.SIGUSR1, signal.SIGUSR2)
+_warning: Interrupted | None = None
+
+
 def _raise(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def _note_warning(signum: int, frame: FrameType | None) -> None:
+    global _warning
+    if _warning is None:
+        _warning = Interrupted(signum)
+
+
+def warning() -> Interrupted | None:
+    """The warning signal this process received, if any (the stop to raise at the next step boundary)."""
+    return _warning
+
+
 def stop_signals_raise() -> None:
-    """From now on SIGTERM and SIGHUP raise `Interrupted` in the main thread."""
+    """From now on SIGTERM and SIGHUP raise `Interrupted` in the main thread; SIGUSR1/2 are noted (`warning`)."""
     for signum in HANDLED:
         signal.signal(signum, _raise)
+    for signum in WARNINGS:
+        signal.signal(signum, _note_warning)
 
 
 def exit_code(error: KeyboardInterrupt) -> int:
@@ -43,5 +71,32 @@ def exit_code(error: KeyboardInterrupt) -> int:
 
 
 def describe(error: KeyboardInterrupt) -> str:
-    """The reason recorded on a KILLED run."""
-    return str(error) if isinstance(error, Interrupted) else "interrupted by SIGINT"
+    """The reason recorded on a KILLED run: the scheduler's, inside its job."""
+    if not isinstance(error, Interrupted):
+        return "interrupted by SIGINT"
+    from suite.launch.scheduler import stop_reason
+
+    return stop_reason(error.signum, error.received_at) or str(error)
+
+
+def ignore_warning_signals() -> None:
+    """In a child about to exec a program of its own (torchrun): a scheduler's warning signal (SIGUSR1/2, whose
+    default action ends a process) is for the workers, which act on it; ignored here, and inherited as ignored until
+    a process of the suite installs its own handler."""
+    for signum in (signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _leave_quietly(signum: int, frame: FrameType | None) -> None:
+    os._exit(0)
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """A DataLoader worker's init: stop signals are the main process's to act on (see the module docstring).
+
+    SIGTERM still ends the worker (it is how the loader itself stops a worker that does not finish), but as an exit,
+    not as a death by signal: the main process takes that for a failure only if it is still waiting for the worker's
+    batches seconds later, by when it has acted on its own SIGTERM. The warning signals and SIGHUP are ignored."""
+    signal.signal(signal.SIGTERM, _leave_quietly)
+    for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_IGN)

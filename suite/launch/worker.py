@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -19,6 +20,11 @@ class TerminatedError(RunError):
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    from suite.launch.scheduler import stop_reason
+    from suite.launch.signals import Interrupted
+
+    if stop_reason(signum, time.time()) is not None:
+        raise Interrupted(signum)  # the scheduler stopping the job: a stop (KILLED), as in a process of its own
     raise TerminatedError(f"stopped by {signal.Signals(signum).name}")
 
 

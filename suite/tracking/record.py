@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from suite.tracking.run_page import measured_description
 from suite.tracking.tracker import Tracker
 
 SUITE_ROOT = Path(__file__).resolve().parents[1]
+logger = logging.getLogger(__name__)
 
 
 def run_params(resolved: ResolvedConfig) -> dict[str, Any]:
@@ -127,6 +129,16 @@ class RunFiles:
                       "config_hash": resolved.config_hash()}
         (self.workdir / names.ARTIFACT_PROVENANCE).write_text(yaml.safe_dump(provenance, sort_keys=False),
                                                               encoding="utf-8")
+        script = os.environ.get(names.ENV_JOB_SCRIPT)
+        if script:  # the scheduler job's script (`accelbench submit`): how the run was started goes with it
+            from suite.files import UnreadableFileError, read_text
+
+            target = self.workdir / "scheduler" / Path(script).name
+            target.parent.mkdir(exist_ok=True)
+            try:
+                target.write_text(read_text(Path(script), limit=1 << 20), encoding="utf-8")
+            except (OSError, UnreadableFileError) as error:
+                logger.warning("the job's script %s is not attached: %s", script, error)
 
     def write_environment(self, merged: Mapping[str, str], nodes: list[dict[str, str]], math: Mapping[str, str],
                           mlperf: Mapping[str, str]) -> None:
