@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,51 +121,45 @@ def _job_leftovers() -> list[str]:
                   if p.name.startswith(("accelbench-job-", "torchelastic_", "pymp-")))
 
 
-def test_scancel_ends_the_run_killed_by_the_scheduler_and_leaves_no_temp_folder(
-        slurm: SlurmCluster, tracking_uri: str) -> None:
-    process = subprocess.Popen(["srun", "-N2", "--ntasks-per-node=1", "--job-name=ab-cancel", sys.executable, "-m",
-                                "suite", *SLURM_RUN, *LONG, "--set", "data.workers=1", "--topology", "2x1"],
-                               cwd=REPO, env=slurm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _signalled_2x1_job(cluster: SlurmCluster, tracking_uri: str, job_name: str, *scancel: str
+                       ) -> tuple[str, str, Any]:
+    """A long 2x1 run under srun, sent `scancel [SCANCEL...] JOB` once it trains; (job id, srun's stderr, run)."""
+    process = subprocess.Popen(["srun", "-N2", "--ntasks-per-node=1", f"--job-name={job_name}", sys.executable,
+                                "-m", "suite", *SLURM_RUN, *LONG, "--set", "data.workers=1", "--topology", "2x1"],
+                               cwd=REPO, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        job = _job_id(slurm, "ab-cancel")
+        job = _job_id(cluster, job_name)
         _wait_for_training(tracking_uri, process)
-        subprocess.run(["scancel", job], env=slurm.env, check=True)
+        subprocess.run(["scancel", *scancel, job], env=cluster.env, check=True)
         _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
     (run,) = search_runs(tracking_uri)
     assert run.info.status == "KILLED", stderr[-3000:]
+    assert _job_leftovers() == [], stderr[-3000:]
+    return job, stderr, run
+
+
+def test_scancel_ends_the_run_killed_by_the_scheduler_and_leaves_no_temp_folder(
+        slurm: SlurmCluster, tracking_uri: str) -> None:
+    job, stderr, run = _signalled_2x1_job(slurm, tracking_uri, "ab-cancel")
     # said by node 0's launcher, or by rank 0 itself where the launcher was still at it when SLURM's grace ran out
     reason = run.data.tags[names.TAG_FAILURE].removeprefix("rank 0: ")
     assert reason.startswith(f"cancelled by the scheduler: SLURM job {job} was cancelled"), reason
     assert "DataLoader" not in reason and "FAILED" not in stderr  # the workers' deaths are not taken for the cause
     assert run.data.metrics["loss"] > 0  # what was measured is kept
-    assert _job_leftovers() == [], stderr[-3000:]
 
 
 def test_the_schedulers_warning_signal_stops_at_a_step_boundary_with_the_figures(
         slurm: SlurmCluster, tracking_uri: str) -> None:
     """`#SBATCH --signal=USR1@T` sends SIGUSR1 to every process of the job T seconds before its time limit (a
     real limit fires on a 30 s tick: `scancel --signal=USR1` sends the same signal the same way, now)."""
-    process = subprocess.Popen(["srun", "-N2", "--ntasks-per-node=1", "--job-name=ab-warn", sys.executable, "-m",
-                                "suite", *SLURM_RUN, *LONG, "--set", "data.workers=1", "--topology", "2x1"],
-                               cwd=REPO, env=slurm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        job = _job_id(slurm, "ab-warn")
-        _wait_for_training(tracking_uri, process)
-        subprocess.run(["scancel", "--signal=USR1", job], env=slurm.env, check=True)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    (run,) = search_runs(tracking_uri)
-    assert run.info.status == "KILLED", stderr[-3000:]
+    job, _, run = _signalled_2x1_job(slurm, tracking_uri, "ab-warn", "--signal=USR1")
     reason = run.data.tags[names.TAG_FAILURE]
     assert f"time limit near: stopped on the warning signal SIGUSR1 of SLURM job {job}" in reason, reason
     metrics = run.data.metrics
     assert 0 < metrics["steps"] < 500 and metrics["p_core"] > 0, metrics  # stopped early, figures kept
-    assert _job_leftovers() == [], stderr[-3000:]
 
 
 def _submit(cluster: SlurmCluster, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -26,10 +26,17 @@ class SubmitOptions:
 
 
 def _cluster_settings(resolved: Any, options: SubmitOptions) -> Any:
+    from pydantic import ValidationError
+
     from suite.config import ClusterSettings
 
     merged = {**resolved.config.cluster.model_dump(), **options.cluster}
-    return ClusterSettings.model_validate(merged)
+    try:
+        return ClusterSettings.model_validate(merged)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise BenchError(f"cluster.{key} = {first.get('input')!r}: {first['msg']}") from None
 
 
 @cli.group("submit", context_settings={"help_option_names": ["-h", "--help"]})
