@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -258,3 +259,24 @@ def test_concurrent_runs_to_one_server(tmp_path: Path, empty_store: Path) -> Non
         assert pending(spool_root()) == [] and not spool_root().exists()
     finally:
         server.stop()
+
+
+def test_a_stop_signal_waits_for_a_write_to_the_store_to_finish() -> None:
+    """SIGTERM landing inside a tracking call is raised when the call returns (suite.interrupts), not inside it,
+    where it would leave a SQLite store locked for the run's own record of the stop."""
+    code = textwrap.dedent("""
+        import os, signal
+        from suite import interrupts
+        from suite.launch.signals import Interrupted, stop_signals_raise
+        stop_signals_raise()
+        try:
+            with interrupts.shielded():
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(1000):
+                    pass  # the handler runs here, and holds the stop
+                print("write finished", flush=True)
+        except Interrupted as stop:
+            print("then:", stop, flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines() == ["write finished", "then: stopped by SIGTERM"], done.stderr

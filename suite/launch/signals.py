@@ -19,6 +19,8 @@ import signal
 import time
 from types import FrameType
 
+from suite import interrupts
+
 # The signals a batch system or a closing terminal sends before it gives up and kills.
 HANDLED = (signal.SIGTERM, signal.SIGHUP)
 
@@ -43,7 +45,9 @@ _warning: Interrupted | None = None
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
+    stop = Interrupted(signum)
+    if not interrupts.hold(stop):  # held while a write to the tracking store finishes (suite.interrupts)
+        raise stop
 
 
 def _note_warning(signum: int, frame: FrameType | None) -> None:

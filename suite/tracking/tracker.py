@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from suite import interrupts
 from suite.redaction import redact_uri
 from suite.tracking.client import client as mlflow_client
 from suite.tracking.client import ensure_experiment
@@ -98,7 +99,7 @@ class MlflowTracker:
     wait_s = stall_s = 0.0  # timed by suite.tracking.spool's SpoolingTracker, which wraps this one in runs
 
     def __init__(self, client: Any, run_id: str) -> None:
-        self.client = client
+        self.client = _Shielded(client)
         self.run_id = run_id
         self._pending: list[Any] = []
         run = client.get_run(run_id)
@@ -205,6 +206,24 @@ class MlflowTracker:
             self.flush()
         finally:
             self.client.set_terminated(self.run_id, status=status, end_time=end_time_ms)
+
+
+class _Shielded:
+    """An MlflowClient whose calls a stop signal waits for (suite.interrupts)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with interrupts.shielded():
+                return attribute(*args, **kwargs)
+
+        return call
 
 
 class MemoryTracker:
