@@ -44,8 +44,16 @@ WARNINGS = (signal.SIGUSR1, signal.SIGUSR2)
 _warning: Interrupted | None = None
 
 
+_stopping: Interrupted | None = None
+
+
 def _raise(signum: int, frame: FrameType | None) -> None:
-    stop = Interrupted(signum)
+    global _stopping
+    if _stopping is not None:
+        # A repeat while the first stop is being recorded (SLURM can signal a step twice at its time limit): raised
+        # again, it would cut that record short and leave the run RUNNING; the scheduler's SIGKILL still ends all.
+        return
+    stop = _stopping = Interrupted(signum)
     if not interrupts.hold(stop):  # held while a write to the tracking store finishes (suite.interrupts)
         raise stop
 
