@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pytest
 from suite import names
 from suite.launch.mlflow_server import MlflowServer
 from suite.tracking.spool import pending, read_journal, spool_root
+from suite.tracking.views import VIEW_TAG_PREFIX
 from tests.helpers import (
     LIGHT,
     REPO,
@@ -257,6 +261,81 @@ def test_concurrent_runs_to_one_server(tmp_path: Path, empty_store: Path) -> Non
             assert {"events.jsonl", "environment.json", "eval.json"} <= _artifacts(client, run.info.run_id)
             assert run.data.tags[names.TAG_COMPLIANCE] == "pass"
         assert pending(spool_root()) == [] and not spool_root().exists()
+    finally:
+        server.stop()
+
+
+def test_views_saved_by_runs_starting_together_on_one_server_all_arrive(tmp_path: Path, empty_store: Path) -> None:
+    """Eight runs starting at once save the same views on one experiment: MLflow's store looks each tag up and then
+    inserts it, so all but one insert of a tag fail on its unique key; the tag is there, so none of them fails
+    (a 4-run CI job went offline on exactly this)."""
+    from suite.tracking.views import case_view, save_views
+
+    server = server_on_copy(tmp_path / "server", empty_store, workers=4).start()
+    views = [case_view(f"case{i}") for i in range(6)]
+    errors: list[str] = []
+    saved: list[set[str]] = []
+    try:
+        for attempt in range(5):  # each a fresh experiment: one attempt lost the race in about half the tries
+            experiment_id = mlflow.MlflowClient(server.uri).create_experiment(f"together {attempt}")
+            barrier = threading.Barrier(8)
+
+            def save(experiment_id: str = experiment_id, barrier: threading.Barrier = barrier) -> None:
+                client = mlflow.MlflowClient(server.uri)
+                barrier.wait()
+                try:
+                    save_views(client, experiment_id, views)
+                except Exception as error:  # what the test is about: collected, then shown by the assertion
+                    errors.append(str(error)[:300])
+
+            threads = [threading.Thread(target=save) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            saved.append(set(mlflow.MlflowClient(server.uri).get_experiment(experiment_id).tags))
+    finally:
+        server.stop()
+    assert errors == []
+    assert all({view.tag()[0] for view in views} <= tags for tags in saved)
+
+
+def test_a_start_that_fails_after_the_store_made_the_run_is_completed_in_that_run(tmp_path: Path,
+                                                                                 empty_store: Path) -> None:
+    """The store creates the run, then refuses the next call: the run goes on offline knowing its run, and the sync
+    completes that run; no second run, none left RUNNING. The refusal is the store's own: a SQLite trigger that
+    fails every insert of an experiment tag (the run's saved views), dropped before the sync."""
+    from suite.tracking.client import ensure_experiment
+
+    server = server_on_copy(tmp_path / "server", empty_store)
+    database = tmp_path / "server" / "server.db"
+    ensure_experiment("accelbench", mlflow.MlflowClient(f"sqlite:///{database}"))
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TRIGGER refuse_tags BEFORE INSERT ON experiment_tags "
+                           "BEGIN SELECT RAISE(ABORT, 'experiment tags refused by the test'); END")
+    server.start()
+    env = {"MLFLOW_TRACKING_URI": server.uri}
+    try:
+        job = _start("run", "--case", "faster_rcnn", "--vendor", "cpu", "--synthetic", *LIGHT, env=env)
+        output = _finish(job, [])
+        assert job.returncode == 0, output[-3000:]
+        assert "MLflow tracking failed while starting the run" in output
+        (folder,) = pending(spool_root())
+        (run_id,) = [r["run_id"] for r in read_journal(folder) if r["op"] == "online"]
+        (run,) = search_runs(server.uri)
+        assert run.info.run_id == run_id and run.info.status == "FAILED"  # the end-of-run upload was refused too
+
+        with sqlite3.connect(database) as connection:
+            connection.execute("DROP TRIGGER refuse_tags")
+        result = invoke("sync", env=env)
+        assert result.exit_code == 0, result.stderr[-3000:]
+        assert f"completed run {run_id} (FINISHED;" in result.stdout
+        (run,) = search_runs(server.uri)
+        assert run.info.status == "FINISHED" and run.data.tags[names.TAG_SPOOLED] == "true"
+        assert names.TAG_FAILURE not in run.data.tags and names.MAP in run.data.metrics
+        experiment = mlflow.MlflowClient(server.uri).get_experiment(run.info.experiment_id)
+        assert any(key.startswith(VIEW_TAG_PREFIX) and "faster_rcnn" in json.loads(value)["name"]
+                   for key, value in experiment.tags.items())
     finally:
         server.stop()
 

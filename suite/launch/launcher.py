@@ -179,7 +179,7 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
     if spec.node_rank == 0:
         import mlflow
 
-        from suite.tracking.tracker import MlflowTracker
+        from suite.tracking.tracker import MlflowTracker, StartFailed
 
         try:
             tracker = MlflowTracker.start(experiment=config.tracking.experiment,
@@ -189,6 +189,8 @@ def launch(config: BenchConfig, spec: WorkerSpec, *, visible_devices_var: str | 
         except Exception as error:  # the job still runs: global rank 0 records it offline (suite.tracking.spool)
             logger.warning("MLflow tracking failed while creating the run (%s); rank 0 will spool it",
                            one_line(error))
+            if isinstance(error, StartFailed):  # the run exists: rank 0 attaches to it, its sync completes it
+                extra_env = {"MLFLOW_RUN_ID": error.run_id}
         else:
             extra_env = {"MLFLOW_RUN_ID": tracker.run_id}
         extra_env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()

@@ -36,6 +36,7 @@ from suite.tracking.tracker import (
     MAX_TAG_LENGTH,
     RUN_NAME_TAG,
     MlflowTracker,
+    StartFailed,
     as_text,
     dataset_fields,
     ensure_experiment,
@@ -253,7 +254,9 @@ class SpoolingTracker:
             tracker.online = MlflowTracker.begin(experiment=experiment, tags=all_tags, start_time_ms=started_ms)
         except Exception as error:
             tracker.stall_s += time.perf_counter() - began
-            tracker.run_id = attached or ""
+            tracker.run_id = error.run_id if isinstance(error, StartFailed) else attached or ""
+            if tracker.run_id and tracker.run_id != attached:  # the store made the run: the sync completes it
+                journal.write("online", run_id=tracker.run_id)
             tracker._go_offline("starting the run", error)
         else:
             tracker.run_id = tracker.online.run_id
@@ -433,9 +436,10 @@ def _sync(directory: Path, client: Any | None, *, force: bool) -> SyncResult:
         run = client.create_run(ensure_experiment(start["experiment"], client), start_time=start["start_time_ms"],
                                 tags=start["tags"], run_name=start["tags"].get(RUN_NAME_TAG))
         run_id = run.info.run_id
-        save_link_views(client, run.info.experiment_id, start["tags"])
         _note_run(directory, run_id)
     try:
+        # Also for a run the store already had: its start may have failed before these were saved.
+        save_link_views(client, (existing or run).info.experiment_id, start["tags"])
         return _upload(directory, records, client, run_id, existing)
     except BaseException as error:
         with contextlib.suppress(Exception):  # the server may be gone again: the journal's note still holds

@@ -39,6 +39,15 @@ RUN_NAME_TAG = "mlflow.runName"
 DESCRIPTION_TAG = "mlflow.note.content"  # the run page's Markdown description
 
 
+class StartFailed(Exception):
+    """Starting a run failed after the store had made it: `run_id` names the run, for whoever records it
+    otherwise (suite.tracking.spool) to complete it later instead of leaving it RUNNING beside a duplicate."""
+
+    def __init__(self, run_id: str, error: BaseException) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.run_id = run_id
+
+
 def experiment_id_for(experiment: str, client: Any | None = None) -> str:
     """Where a new run goes: MLFLOW_EXPERIMENT_ID or MLFLOW_EXPERIMENT_NAME when set (as `mlflow run` and MLflow's
     own API honour them), else `experiment`, created if missing."""
@@ -132,9 +141,12 @@ class MlflowTracker:
                                     tags=dict(tags), run_name=tags.get(RUN_NAME_TAG))
             run_id = run.info.run_id
         logger.info("MLflow run %s in %s", run_id, redact_uri(mlflow.get_tracking_uri()))
-        tracker = cls(client, run_id)
-        if tracker.experiment_id:
-            save_link_views(client, tracker.experiment_id, tags)
+        try:
+            tracker = cls(client, run_id)
+            if tracker.experiment_id:
+                save_link_views(client, tracker.experiment_id, tags)
+        except Exception as error:
+            raise StartFailed(run_id, error) from error
         return tracker
 
     def log_params(self, params: Mapping[str, Any]) -> None:

@@ -154,8 +154,10 @@ def case_view(case: str) -> SavedView:
 
 def save_views(client: Any, experiment_id: str, views: Iterable[SavedView]) -> None:
     """Save each view on the experiment unless it is there already (its key names its content)."""
+    from suite.tracking.client import add_experiment_tag
+
     existing = client.get_experiment(experiment_id).tags
     for view in views:
         key, value = view.tag()
         if key not in existing:
-            client.set_experiment_tag(experiment_id, key, value)
+            add_experiment_tag(client, experiment_id, key, value)
