@@ -145,11 +145,20 @@ def _visible_devices(env: Mapping[str, str], var: str | None) -> int | None:
     return None
 
 
+def _ignore_stop_signals() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _scontrol(*args: str) -> str:
     if shutil.which("scontrol") is None:
         raise BenchError("scontrol is not on PATH: the master's address cannot be looked up from the SLURM node "
                          "list (give --master-addr)")
-    done = subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=SCONTROL_TIMEOUT_S)
+    # Asked during a stop too (stop_reason), while SLURM signals every process of the step: a query started then
+    # was itself killed by the SIGTERM (exit -15; 2 of 4 loaded time-limit runs recorded "cancelled" for it).
+    # Ignoring the stop signals, it answers; its timeout still bounds it, and SIGKILL still ends it.
+    done = subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=SCONTROL_TIMEOUT_S,
+                          preexec_fn=_ignore_stop_signals)
     if done.returncode != 0:
         raise BenchError(f"scontrol {' '.join(args)}: {done.stderr.strip() or f'exit code {done.returncode}'}")
     return done.stdout

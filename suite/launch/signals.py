@@ -14,6 +14,7 @@ their worker_init_fn): the main process acts on its own signal and records the s
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -32,6 +33,13 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
         self.received_at = time.time()
         super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    @functools.cached_property
+    def scheduler_reason(self) -> str | None:
+        """Why the scheduler stopped the job, asked once (suite.launch.scheduler.stop_reason); None outside one."""
+        from suite.launch.scheduler import stop_reason
+
+        return stop_reason(self.signum, self.received_at)
 
     @property
     def exit_code(self) -> int:
@@ -86,9 +94,7 @@ def describe(error: KeyboardInterrupt) -> str:
     """The reason recorded on a KILLED run: the scheduler's, inside its job."""
     if not isinstance(error, Interrupted):
         return "interrupted by SIGINT"
-    from suite.launch.scheduler import stop_reason
-
-    return stop_reason(error.signum, error.received_at) or str(error)
+    return error.scheduler_reason or str(error)
 
 
 def ignore_warning_signals() -> None:

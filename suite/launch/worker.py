@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from types import FrameType
 
@@ -24,14 +23,14 @@ _terminating = False
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     global _terminating
-    from suite.launch.scheduler import stop_reason
     from suite.launch.signals import Interrupted
 
     if _terminating:
         return  # a repeat while this rank records its end (see suite.launch.signals)
     _terminating = True
-    if stop_reason(signum, time.time()) is not None:
-        raise Interrupted(signum)  # the scheduler stopping the job: a stop (KILLED), as in a process of its own
+    stop = Interrupted(signum)
+    if stop.scheduler_reason is not None:
+        raise stop  # the scheduler stopping the job: a stop (KILLED), as in a process of its own
     raise TerminatedError(f"stopped by {signal.Signals(signum).name}")
 
 
