@@ -208,7 +208,7 @@ def test_submit_matrix_is_one_job_per_member_and_a_last_one_completing_the_paren
     assert sorted(r.data.tags[names.TAG_TOPOLOGY] for r in members) == ["1x1", "2x1"]
     assert {r.info.status for r in members} == {"FINISHED"}
     assert len({r.data.tags["slurm.job_id"] for r in members}) == 2  # one job each
-    assert parent.info.status == "FINISHED"
+    assert parent.info.status == "FINISHED" and f"parent run {parent.info.run_id}: FINISHED" in done.stdout
     assert parent.data.metrics["faster_rcnn.scaling_2x1.p_core"] > 0
     assert parent.data.tags["slurm.finish_job"] not in parent.data.tags["slurm.member_jobs"].split(",")
 
@@ -223,3 +223,20 @@ def test_a_time_limit_ends_the_run_killed_with_the_time_limit_reason(slurm: Slur
     reason = run.data.tags[names.TAG_FAILURE]
     assert reason.startswith("time limit reached: SLURM job ") and reason.endswith("ran its 00:01:00"), reason
     assert run.data.metrics["loss"] > 0
+
+
+def test_waiting_on_a_job_the_controller_no_longer_knows_ends(slurm: SlurmCluster,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controller forgets an ended job after MinJobAge (300 s): `--wait` polling then (a laptop back from sleep)
+    takes it for ended, where it polled 'UNKNOWN' for ever; the runs it recorded decide the exit code."""
+    from suite.launch import submit
+    from suite.launch.scheduler import JobNotKnown, job_facts
+
+    monkeypatch.setenv("SLURM_CONF", slurm.env["SLURM_CONF"])
+    never = "4000000"  # past every id the test cluster hands out
+    with pytest.raises(JobNotKnown, match=f"SLURM job {never}: the controller does not know it"):
+        job_facts(never)
+    said: list[str] = []
+    assert submit.wait_for([never], said.append) == {never: submit.JOB_FORGOTTEN}
+    assert said == [f"job {never}: {submit.JOB_FORGOTTEN}"]
+    assert submit.finished_state({never: submit.JOB_FORGOTTEN}) == 0

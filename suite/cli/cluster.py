@@ -105,7 +105,9 @@ def submit_run(options: SubmitOptions, run_args: tuple[str, ...]) -> None:
     nodes, per_node = submit.check_topology(params["topology"])
     job = _job(resolved, options, ["run", *run_args], nodes, per_node,
                submit.job_name("run", params["case"], params["vendor"], params["topology"]))
-    _submit([job], options)
+    ids = _submit([job], options)
+    if options.wait and ids:
+        _follow_runs(ids)
 
 
 @submit_group.command("matrix", context_settings=PASS_THROUGH)
@@ -142,19 +144,22 @@ def submit_matrix(options: SubmitOptions, matrix_args: tuple[str, ...]) -> None:
     parent = start_parent(vendor=vendor, cases=cases, topologies=topologies, repeat=params["repeat"],
                           experiment=experiment, extra_tags={"bench.scheduler": "slurm"})
     jobs = [_with_parent(job, parent.run_id) for job in jobs]
-    member_ids = _submit(jobs, options, wait=False)
+    member_ids = _submit(jobs, options)
     finisher = submit.JobSpec(name=submit.job_name("matrix-finish", "all", vendor, "1x1"),
                               command=["matrix-finish", "--parent-run-id", parent.run_id], nodes=1, per_node=1,
                               gres=None, k8s_resource=None, cluster=jobs[0].cluster, cpus_per_task=1,
                               env=jobs[0].env, dependency="afterany:" + ":".join(member_ids))
     click.echo(f"parent run: {parent.run_id} (completed by the last job, after every member)")
-    (finisher_id,) = _submit([finisher], options, wait=False)
+    (finisher_id,) = _submit([finisher], options)
     parent.set_tags({"slurm.member_jobs": ",".join(member_ids), "slurm.finish_job": finisher_id})
     if options.wait:
         from suite.launch.submit import finished_state, wait_for
+        from suite.tracking.client import client
 
         states = wait_for([*member_ids, finisher_id], click.echo)
-        raise click.exceptions.Exit(finished_state(states))
+        ended = client().get_run(parent.run_id).info.status  # FAILED when a member did not finish
+        click.echo(f"parent run {parent.run_id}: {ended}")
+        raise click.exceptions.Exit(0 if ended == "FINISHED" and finished_state(states) == 0 else 1)
 
 
 def _with_parent(job: Any, parent_run_id: str) -> Any:
@@ -174,8 +179,8 @@ def _job(resolved: Any, options: SubmitOptions, command: list[str], nodes: int, 
                           env=submit.tracking_env())
 
 
-def _submit(jobs: list[Any], options: SubmitOptions, wait: bool | None = None) -> list[str]:
-    """Print (`--dry-run`) or submit each job; returns the job ids. With --wait, follows a single run's job."""
+def _submit(jobs: list[Any], options: SubmitOptions) -> list[str]:
+    """Print (`--dry-run`) or submit each job; returns the job ids (none for a dry run)."""
     from suite.launch import submit
 
     if options.scheduler == "kubernetes":
@@ -201,17 +206,21 @@ def _submit(jobs: list[Any], options: SubmitOptions, wait: bool | None = None) -
         log = options.log_dir / f"{job.name}-{job_id}.log"
         click.echo(f"submitted job {job_id}: log {log}, script {script_path}")
         ids.append(job_id)
-    if (options.wait if wait is None else wait) and ids:
-        states = submit.wait_for(ids, click.echo)
-        runs = [run for job_id in ids for run in submit.runs_of_job(job_id)]
-        for run in runs:
-            said = run.data.tags.get("bench.failure", "")
-            click.echo(f"run {run.info.run_id}: {run.info.status}" + (f" ({said})" if said else ""))
-        if not runs:
-            raise click.exceptions.Exit(1)
-        ok = all(run.info.status == "FINISHED" for run in runs) and submit.finished_state(states) == 0
-        raise click.exceptions.Exit(0 if ok else 1)
     return ids
+
+
+def _follow_runs(ids: list[str]) -> None:
+    """`--wait`: follow the jobs to their end, print the runs they recorded, and exit 0 only when every job and
+    every run ended well."""
+    from suite.launch import submit
+
+    states = submit.wait_for(ids, click.echo)
+    runs = [run for job_id in ids for run in submit.runs_of_job(job_id)]
+    for run in runs:
+        said = run.data.tags.get("bench.failure", "")
+        click.echo(f"run {run.info.run_id}: {run.info.status}" + (f" ({said})" if said else ""))
+    ok = bool(runs) and all(run.info.status == "FINISHED" for run in runs) and submit.finished_state(states) == 0
+    raise click.exceptions.Exit(0 if ok else 1)
 
 
 @cli.command("matrix-finish", hidden=True)

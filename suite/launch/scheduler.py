@@ -145,6 +145,10 @@ def _visible_devices(env: Mapping[str, str], var: str | None) -> int | None:
     return None
 
 
+class JobNotKnown(BenchError):
+    """`scontrol show job` says the job id is not one the controller knows."""
+
+
 def _ignore_stop_signals() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, signal.SIG_IGN)
@@ -294,6 +298,22 @@ def node_settings(topology: str, adapter: str, *, node_rank: int | None, master_
     return NodeSettings(placement.node_rank if node_rank is None else node_rank, settings, tags)
 
 
+def job_facts(job_id: str) -> dict[str, str]:
+    """The controller's record of a job, `scontrol show job`'s Key=Value fields (no accounting database needed).
+
+    Raises BenchError when the controller does not answer, or no longer knows the job (it forgets an ended job
+    after MinJobAge, 300 s by default): JobNotKnown then.
+    """
+    try:
+        text = _scontrol("show", "job", job_id)
+    except BenchError as error:
+        if "Invalid job id" in str(error):
+            raise JobNotKnown(f"SLURM job {job_id}: the controller does not know it (ended and forgotten, or never "
+                              "was)") from None
+        raise
+    return dict(re.findall(r"(?:^|\s)(\w+)=(\S*)", text))
+
+
 def stop_reason(signum: int, received_at: float, environ: Mapping[str, str] | None = None) -> str | None:
     """Why the scheduler sent `signum` (received at `received_at`, epoch seconds), or None outside its job.
 
@@ -311,8 +331,7 @@ def stop_reason(signum: int, received_at: float, environ: Mapping[str, str] | No
         if signum != signal.SIGTERM:
             return None
         try:
-            facts = dict(re.findall(r"\b(JobState|Reason|TimeLimit|EndTime)=(\S+)",
-                                    _scontrol("show", "job", job)))
+            facts = job_facts(job)
         except (BenchError, OSError, subprocess.SubprocessError):
             facts = {}
         if facts.get("JobState") == "RUNNING":

@@ -34,8 +34,11 @@ from suite.config import ClusterSettings
 from suite.errors import BenchError
 from suite.topology import parse_topology
 
+# A job the controller has forgotten (MinJobAge after its end, when `--wait` was not polling then, e.g. a laptop
+# asleep): ended, its state unknown; the runs it recorded say how it went.
+JOB_FORGOTTEN = "ENDED (no longer known to the controller)"
 JOB_STATES_DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
-                   "BOOT_FAIL", "DEADLINE"}
+                   "BOOT_FAIL", "DEADLINE", JOB_FORGOTTEN}
 POLL_S = 2.0
 
 
@@ -114,10 +117,16 @@ def submit_script(script: str, path: Path) -> str:
 
 
 def job_state(job_id: str) -> str:
-    """The job's state from the controller (`scontrol show job`; no accounting database needed)."""
-    done = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=60)
-    match = re.search(r"\bJobState=(\S+)", done.stdout)
-    return match.group(1) if match else "UNKNOWN"
+    """The job's state from the controller: JOB_FORGOTTEN once it no longer knows the job, UNKNOWN while it does
+    not answer (asked again at the next poll)."""
+    from suite.launch.scheduler import JobNotKnown, job_facts
+
+    try:
+        return job_facts(job_id).get("JobState", "UNKNOWN")
+    except JobNotKnown:
+        return JOB_FORGOTTEN
+    except (BenchError, OSError, subprocess.SubprocessError):
+        return "UNKNOWN"
 
 
 def wait_for(job_ids: list[str], announce: Any) -> dict[str, str]:
@@ -192,6 +201,7 @@ def check_topology(topology: str) -> tuple[int, int]:
 
 
 def finished_state(states: dict[str, str]) -> int:
-    """The exit code `--wait` ends with: 0 when every job completed, else 1."""
-    return 0 if all(state == "COMPLETED" for state in states.values()) else 1
+    """The exit code the jobs' states give `--wait`: 0 when every job completed (or ended and was forgotten by the
+    controller: the runs it recorded decide then), else 1."""
+    return 0 if all(state in ("COMPLETED", JOB_FORGOTTEN) for state in states.values()) else 1
 
