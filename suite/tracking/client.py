@@ -111,7 +111,7 @@ def add_experiment_tag(mlflow_client: Any, experiment_id: str, key: str, value: 
     the saved views are, whose value differs only in its creation time).
 
     MLflow's SQL store looks the tag up, then inserts it: two runs starting together on one server (a matrix, a
-    job array) both miss it, and the later insert fails on the unique key (seen in 5 of 5 rounds of 8 threads
+    job array) both miss it, and the later insert fails on the unique key (5 refused inserts in 5 rounds of 8 threads
     saving 6 views).
     """
     from mlflow.exceptions import MlflowException
