@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suite import names
-from suite.errors import BenchError
+from suite.errors import BenchError, one_line
 from suite.topology import parse_topology
 
 SLURM = "slurm"
@@ -161,11 +161,19 @@ def _scontrol(*args: str) -> str:
     # Asked during a stop too (stop_reason), while SLURM signals every process of the step: a query started then
     # was itself killed by the SIGTERM (exit -15; 2 of 4 loaded time-limit runs recorded "cancelled" for it).
     # Ignoring the stop signals, it answers; its timeout still bounds it, and SIGKILL still ends it.
-    done = subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=SCONTROL_TIMEOUT_S,
-                          preexec_fn=_ignore_stop_signals)
+    try:
+        done = subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=SCONTROL_TIMEOUT_S,
+                              preexec_fn=_ignore_stop_signals)
+    except (OSError, subprocess.SubprocessError) as error:  # no answer within the timeout, or not runnable
+        raise BenchError(f"scontrol {' '.join(args)}: {one_line(error)}") from None
     if done.returncode != 0:
         raise BenchError(f"scontrol {' '.join(args)}: {done.stderr.strip() or f'exit code {done.returncode}'}")
     return done.stdout
+
+
+def _fields(text: str) -> dict[str, str]:
+    """The Key=Value fields of `scontrol show job|node` output."""
+    return dict(re.findall(r"(?:^|\s)(\w+)=(\S*)", text))
 
 
 def first_host(nodelist: str) -> str:
@@ -182,11 +190,11 @@ def node_address(host: str) -> str:
         return host
     except OSError:
         pass
-    match = re.search(r"\bNodeAddr=(\S+)", _scontrol("show", "node", host))
-    if match is None:
+    address = _fields(_scontrol("show", "node", host)).get("NodeAddr")
+    if not address:
         raise BenchError(f"{host}: the name does not resolve and `scontrol show node {host}` gives no NodeAddr "
                          f"(give --master-addr)")
-    return match.group(1)
+    return address
 
 
 def _slurm(env: Mapping[str, str], visible_devices_var: str | None) -> Placement:
@@ -311,7 +319,7 @@ def job_facts(job_id: str) -> dict[str, str]:
             raise JobNotKnown(f"SLURM job {job_id}: the controller does not know it (ended and forgotten, or never "
                               "was)") from None
         raise
-    return dict(re.findall(r"(?:^|\s)(\w+)=(\S*)", text))
+    return _fields(text)
 
 
 def stop_reason(signum: int, received_at: float, environ: Mapping[str, str] | None = None) -> str | None:
@@ -332,7 +340,7 @@ def stop_reason(signum: int, received_at: float, environ: Mapping[str, str] | No
             return None
         try:
             facts = job_facts(job)
-        except (BenchError, OSError, subprocess.SubprocessError):
+        except BenchError:
             facts = {}
         if facts.get("JobState") == "RUNNING":
             return None

@@ -125,7 +125,7 @@ def job_state(job_id: str) -> str:
         return job_facts(job_id).get("JobState", "UNKNOWN")
     except JobNotKnown:
         return JOB_FORGOTTEN
-    except (BenchError, OSError, subprocess.SubprocessError):
+    except BenchError:
         return "UNKNOWN"
 
 
